@@ -1,0 +1,12 @@
+"""Typed settings and routing rules of the gateway, read from the environment in one place."""
+
+from config.routing import DEFAULT_ROUTING_RULES, RoutingRule
+from config.settings import ConfigurationError, Settings, load_settings
+
+__all__ = [
+    "DEFAULT_ROUTING_RULES",
+    "ConfigurationError",
+    "RoutingRule",
+    "Settings",
+    "load_settings",
+]

@@ -1,0 +1,108 @@
+"""Gateway settings: built once from `GATEWAY_*` variables; nothing else reads the environment."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import ipaddress
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+ENVIRONMENTS = ("development", "test", "production")
+DEV_SECRET_MARKER = "dev-"  # noqa: S105 - marks generated development secrets
+
+
+class ConfigurationError(Exception):
+    """The environment does not describe a gateway that may start."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every knob of the gateway; tests build one directly instead of touching `os.environ`."""
+
+    env: str = "development"
+    database_url: str = "sqlite:///var/gateway.db"
+    var_dir: Path = Path("var")
+    secret_key: str = ""
+    encryption_key: str = ""
+    public_url: str = "http://127.0.0.1:8000"
+    port: int = 8000
+    webhook_allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    stripe_api_key: str | None = None
+    stripe_api_base: str | None = None
+    stripe_webhook_secret: str | None = None
+    sandbox_database: Path = Path("var/sandbox.db")
+    payment_expiry_s: int = 90 * 60
+    provider_timeout_s: float = 30.0
+    max_body_bytes: int = 64 * 1024
+    idempotency_ttl_s: int = 24 * 60 * 60
+    log_level: str = "INFO"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+
+def _var_secret(var_dir: Path, name: str, nbytes: int) -> str:
+    """Read, or create once, a development secret kept under `var/`."""
+    path = var_dir / name
+    if path.exists():
+        return path.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    value = DEV_SECRET_MARKER + base64.urlsafe_b64encode(secrets.token_bytes(nbytes)).decode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(part.strip()) for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigurationError(f"GATEWAY_WEBHOOK_ALLOW_NETWORKS: {exc}") from exc
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from `GATEWAY_*` variables; production refuses development secrets."""
+    env_vars = os.environ if environ is None else environ
+    get = env_vars.get
+    env = get("GATEWAY_ENV", "development")
+    if env not in ENVIRONMENTS:
+        raise ConfigurationError(f"GATEWAY_ENV must be one of {', '.join(ENVIRONMENTS)}")
+    var_dir = Path(get("GATEWAY_VAR_DIR", "var"))
+    try:
+        port = int(get("PORT", "8000"))
+    except ValueError as exc:
+        raise ConfigurationError("PORT must be an integer") from exc
+    secret_key = get("GATEWAY_SECRET_KEY", "")
+    encryption_key = get("GATEWAY_ENCRYPTION_KEY", "")
+    if env == "production":
+        for name, value in (
+            ("GATEWAY_SECRET_KEY", secret_key),
+            ("GATEWAY_ENCRYPTION_KEY", encryption_key),
+        ):
+            if len(value) < 32 or value.startswith(DEV_SECRET_MARKER):
+                raise ConfigurationError(f"{name} must be a real secret of 32+ characters")
+        if not get("GATEWAY_DATABASE_URL"):
+            raise ConfigurationError("GATEWAY_DATABASE_URL is required in production")
+    else:
+        secret_key = secret_key or _var_secret(var_dir, "secret_key", 32)
+        encryption_key = encryption_key or _var_secret(var_dir, "encryption_key", 32)
+    return Settings(
+        env=env,
+        database_url=get("GATEWAY_DATABASE_URL", f"sqlite:///{var_dir}/gateway.db"),
+        var_dir=var_dir,
+        secret_key=secret_key,
+        encryption_key=encryption_key,
+        public_url=get("GATEWAY_PUBLIC_URL", f"http://127.0.0.1:{port}").rstrip("/"),
+        port=port,
+        webhook_allow_networks=_networks(get("GATEWAY_WEBHOOK_ALLOW_NETWORKS", "")),
+        stripe_api_key=get("GATEWAY_STRIPE_API_KEY") or None,
+        stripe_api_base=get("GATEWAY_STRIPE_API_BASE") or None,
+        stripe_webhook_secret=get("GATEWAY_STRIPE_WEBHOOK_SECRET") or None,
+        sandbox_database=Path(get("GATEWAY_SANDBOX_DATABASE", str(var_dir / "sandbox.db"))),
+        log_level=get("GATEWAY_LOG_LEVEL", "INFO"),
+    )

@@ -1,0 +1,1 @@
+"""The gateway: API, payment model and services, routing, outbox, worker and CLI."""

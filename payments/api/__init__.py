@@ -1,0 +1,1 @@
+"""The HTTP side of the gateway: app factory, request hooks, error mapping and blueprints."""

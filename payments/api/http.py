@@ -1,0 +1,201 @@
+"""Request hooks and error mapping: request ids, body limits and strict JSON, authentication,
+idempotency, and the one error shape of API.md."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from payments import i18n, idempotency
+from payments.api.context import gateway
+from payments.errors import (
+    AuthenticationFailed,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    ValidationFailed,
+)
+from payments.service.access import authenticate
+
+log = logging.getLogger("gateway.http")
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+# Responses an idempotency key keeps; anything else leaves the key free for a retry.
+KEPT_STATUSES = frozenset({200, 201, 409})
+
+
+def _language() -> str:
+    best = request.accept_languages.best_match(["en", "ar"])
+    return "ar" if best == "ar" else "en"
+
+
+def error_response(error: GatewayError) -> Response:
+    body: dict[str, Any] = {
+        "type": error.type,
+        "code": error.code,
+        "message": i18n.message(error.code, error.type, error.message, _language()),
+        "request_id": g.get("request_id"),
+    }
+    if error.param is not None:
+        body["param"] = error.param
+    if error.details:
+        body["details"] = error.details
+    response = Response(
+        json.dumps({"error": body}, ensure_ascii=False),
+        status=error.status,
+        mimetype="application/json",
+    )
+    if error.status == 503:
+        response.headers["Retry-After"] = "1"
+    return response
+
+
+def _flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    flat: dict[str, list[str]] = {}
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                flat[name] = list(value)
+            else:
+                flat.update(_flatten(value, name))
+    elif isinstance(messages, list):
+        flat[prefix or "_schema"] = [str(m) for m in messages]
+    return flat
+
+
+def _from_http_exception(exc: HTTPException) -> GatewayError:
+    data = getattr(exc, "data", None) or {}
+    if exc.code == 422 and "messages" in data:
+        by_location = data["messages"]
+        merged: dict[str, Any] = {}
+        for value in by_location.values():
+            merged.update(value if isinstance(value, dict) else {"_schema": value})
+        details = _flatten(merged)
+        first = next(iter(details), None)
+        what = "; ".join(f"{k}: {' '.join(v)}" for k, v in details.items())
+        return ValidationFailed(f"Invalid request: {what}", param=first, details=details)
+    if exc.code == 404:
+        return NotFound("no such route", code="route_missing")
+    if exc.code == 405:
+        err = InvalidRequest("method not allowed on this route", code="method_not_allowed")
+        err.status = 405
+        return err
+    if exc.code == 413:
+        return PayloadTooLarge("the request body is over 64 KiB")
+    err = InvalidRequest(exc.description or "invalid request", code="invalid_request")
+    err.status = exc.code or 400
+    return err
+
+
+def _parse_body() -> None:
+    """Refuse over-large, non-JSON and non-object bodies before any view sees them."""
+    max_bytes = gateway().settings.max_body_bytes
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge("the request body is over 64 KiB")
+    raw = request.get_data(cache=True)
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge("the request body is over 64 KiB")
+    if not raw.strip():
+        g.body = {}
+        return
+    if request.mimetype != "application/json":
+        raise InvalidRequest(
+            "the body must be JSON with Content-Type: application/json",
+            code="unsupported_media_type",
+        )
+    try:
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("the body is not valid JSON", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object", code="body_not_object")
+    g.body = body
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _authenticate() -> None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise AuthenticationFailed("send the API key as 'Authorization: Bearer <key>'")
+    with gateway().db.read() as session:
+        g.principal = authenticate(session, secret.strip())
+
+
+def _claim_idempotency_key() -> Response | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    idempotency.check_key(key)
+    digest = idempotency.request_hash(request.method, request.path, g.body)
+    replay = idempotency.begin(gateway(), g.principal.key_id, key, digest)
+    if replay is not None:
+        response = Response(replay.body, status=replay.status, mimetype="application/json")
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
+    g.idempotency_key = key
+    return None
+
+
+def install(app: Flask) -> None:
+    @app.before_request
+    def _before() -> Response | None:
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if REQUEST_ID_RE.match(incoming) else f"req_{uuid.uuid4().hex}"
+        if not request.path.startswith("/v1/") and request.path != "/v1":
+            return None
+        _authenticate()
+        if request.method == "POST":
+            _parse_body()
+            return _claim_idempotency_key()
+        return None
+
+    @app.after_request
+    def _after(response: Response) -> Response:
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        response.headers.setdefault("Cache-Control", "no-store")
+        key = g.pop("idempotency_key", None)
+        if key is not None:
+            principal = g.principal
+            if response.status_code in KEPT_STATUSES and not _is_key_conflict(response):
+                idempotency.finish(
+                    gateway(),
+                    principal.key_id,
+                    key,
+                    response.status_code,
+                    response.get_data(as_text=True),
+                )
+            else:
+                idempotency.release(gateway(), principal.key_id, key)
+        return response
+
+    @app.errorhandler(GatewayError)
+    def _gateway_error(error: GatewayError) -> Response:
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        return error_response(_from_http_exception(exc))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"request_id": g.get("request_id")})
+        error = GatewayError("an unexpected error occurred", code="internal")
+        error.status, error.type = 500, "internal"
+        return error_response(error)
+
+
+def _is_key_conflict(response: Response) -> bool:
+    if response.status_code != 409:
+        return False
+    return b"idempotency_key_in_use" in response.get_data()

@@ -1,0 +1,181 @@
+"""The `gateway` command: migrations, agencies and keys, demo data, the server and the worker."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import click
+
+from config import ConfigurationError, Settings, load_settings
+from payments import logs, migrate
+from payments.errors import GatewayError
+from payments.gateway import Gateway, build_gateway
+from payments.service import access, demo, resolution
+
+WORKER_IDLE_S = 1.0
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _gateway() -> Gateway:
+    settings = _settings()
+    logs.configure(settings.log_level)
+    return build_gateway(settings)
+
+
+def _run(call: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return call(*args, **kwargs)
+    except GatewayError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+@click.group()
+def main() -> None:
+    """Operate the GCC e-payment gateway."""
+
+
+@main.group()
+def db() -> None:
+    """The database."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations to GATEWAY_DATABASE_URL."""
+    migrate.upgrade(_settings().database_url)
+    click.echo("database is up to date")
+
+
+@main.group()
+def demo_group() -> None:
+    """Demo data."""
+
+
+main.add_command(demo_group, "demo")
+
+
+@demo_group.command("seed")
+def demo_seed() -> None:
+    """Create one demo agency per member state and print a test key for each."""
+    gw = _gateway()
+    keys = _run(demo.seed, gw)
+    click.echo("Demo API keys (test mode, sandbox acquirer only):")
+    for who, key in keys:
+        click.echo(f"  {who:<10} {key}")
+
+
+@main.group()
+def agencies() -> None:
+    """Agencies."""
+
+
+@agencies.command("create")
+@click.argument("agency_id")
+@click.option("--name", required=True)
+@click.option("--name-ar", required=True)
+@click.option("--state", required=True, type=click.Choice(access.MEMBER_STATES))
+@click.option("--currency", "currencies", required=True, multiple=True)
+def agencies_create(
+    agency_id: str, name: str, name_ar: str, state: str, currencies: tuple[str, ...]
+) -> None:
+    """Register an agency."""
+    codes = [c.strip().upper() for item in currencies for c in item.split(",") if c.strip()]
+    agency = _run(
+        access.create_agency,
+        _gateway(),
+        agency_id,
+        name=name,
+        name_ar=name_ar,
+        state=state,
+        currencies=codes,
+    )
+    click.echo(f"created agency {agency.id} ({', '.join(agency.currencies)})")
+
+
+@main.group()
+def keys() -> None:
+    """API keys."""
+
+
+@keys.command("create")
+@click.option("--agency", "agency_id")
+@click.option("--role", type=click.Choice(["agency", "finance"]), default="agency")
+@click.option("--mode", type=click.Choice(["test", "live"]), default="test")
+def keys_create(agency_id: str | None, role: str, mode: str) -> None:
+    """Issue an API key; the key alone is the last line printed."""
+    key, secret = _run(access.create_key, _gateway(), agency_id=agency_id, role=role, mode=mode)
+    click.echo(f"issued {key.id} ({key.role}, {key.mode}); it is shown only now:")
+    click.echo(secret)
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key."""
+    key = _run(access.revoke_key, _gateway(), key_id)
+    click.echo(f"revoked {key.id}")
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run one pass and exit.")
+def worker(once: bool) -> None:
+    """Resolve unknown outcomes, expire abandoned payments, forget old idempotency keys."""
+    gw = _gateway()
+    stopping = False
+
+    def stop(_signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while True:
+        report = resolution.run_pass(gw)
+        if once:
+            click.echo(
+                f"resolved {report.attempts_resolved} attempts "
+                f"({report.attempts_waiting} still waiting), {report.refunds_resolved} refunds; "
+                f"expired {report.payments_expired} payments"
+            )
+            return
+        if stopping:
+            return
+        time.sleep(WORKER_IDLE_S)
+        if stopping:
+            return
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="Default: PORT or 8000.")
+@click.option("--host", default="127.0.0.1")
+@click.option("--workers", type=int, default=2)
+@click.option("--no-worker", is_flag=True, help="Do not start the background worker.")
+def serve(port: int | None, host: str, workers: int, no_worker: bool) -> None:
+    """Serve the API with gunicorn, with one background worker beside it."""
+    from payments.api.server import GatewayServer
+
+    settings = _settings()
+    port = port or settings.port
+    background = None
+    if not no_worker:
+        background = subprocess.Popen([sys.executable, "-m", "payments.cli", "worker"])
+    try:
+        GatewayServer(settings, bind=f"{host}:{port}", workers=workers).run()
+    finally:
+        if background is not None:
+            background.terminate()
+            background.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Prefixed, URL-safe identifiers that sort by creation time."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+_lock = threading.Lock()
+_last: tuple[int, int] = (0, 0)
+
+
+def _encode(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        value, rem = divmod(value, 32)
+        chars.append(_ALPHABET[rem])
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str) -> str:
+    """`prefix_` + 10 chars of milliseconds + 16 chars of randomness, monotonic per process."""
+    global _last
+    with _lock:
+        millis = time.time_ns() // 1_000_000
+        last_ms, last_rand = _last
+        if millis <= last_ms:
+            millis, rand = last_ms, last_rand + 1
+        else:
+            rand = secrets.randbits(80) >> 1  # leave room to increment within one millisecond
+        _last = (millis, rand)
+    return f"{prefix}_{_encode(millis, 10)}{_encode(rand, 16)}"

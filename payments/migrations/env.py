@@ -1,0 +1,29 @@
+"""Alembic environment: migrates the gateway's and the ledger's tables together."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from ledger.models import LedgerBase
+from payments.models import Base
+
+target_metadata = [Base.metadata, LedgerBase.metadata]
+url = context.config.get_main_option("sqlalchemy.url")
+assert url is not None
+
+if context.is_offline_mode():
+    context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()

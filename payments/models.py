@@ -1,0 +1,176 @@
+"""The gateway's tables: agencies, API keys, payments, attempts, refunds, events, idempotency."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from ledger.types import UTCDateTime
+
+
+class Base(DeclarativeBase):
+    """The gateway's metadata (the ledger keeps its own)."""
+
+
+class Agency(Base):
+    __tablename__ = "agencies"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    name_ar: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(2))
+    currencies: Mapped[list[str]] = mapped_column(JSON(none_as_null=True))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("role IN ('agency', 'finance')", name="ck_api_keys_role"),
+        CheckConstraint("mode IN ('test', 'live')", name="ck_api_keys_mode"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    agency_id: Mapped[str | None] = mapped_column(ForeignKey("agencies.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(String(4))
+    prefix: Mapped[str] = mapped_column(String(20))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("amount_minor > 0", name="ck_payments_amount_positive"),
+        CheckConstraint(
+            "amount_captured_minor >= 0 AND amount_captured_minor <= amount_minor",
+            name="ck_payments_captured",
+        ),
+        CheckConstraint(
+            "amount_refunded_minor >= 0 AND amount_refunded_minor <= amount_captured_minor",
+            name="ck_payments_refunded",
+        ),
+        Index("ix_payments_scope", "agency_id", "livemode", "id"),
+        Index("ix_payments_reference", "agency_id", "reference"),
+        Index("ix_payments_expiry", "status", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    livemode: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(20))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_captured_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount_refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    reference: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(String(255))
+    service_code: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(2))
+    capture_method: Mapped[str] = mapped_column(String(10))
+    return_url: Mapped[str] = mapped_column(String(2048))
+    next_url: Mapped[str] = mapped_column(String(2048))
+    extra: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    payer: Mapped[dict[str, str] | None] = mapped_column(JSON(none_as_null=True))
+    payment_method: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    card_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    provider: Mapped[str | None] = mapped_column(String(40))
+    provider_reference: Mapped[str | None] = mapped_column(String(255))
+    failure_code: Mapped[str | None] = mapped_column(String(40))
+    failure_message: Mapped[str | None] = mapped_column(String(500))
+    routing: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class Attempt(Base):
+    """One try at one acquirer; `pending_action` is set while its outcome is not yet known."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (Index("ix_attempts_due", "pending_action", "next_check_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))
+    pending_action: Mapped[str | None] = mapped_column(String(12))
+    action_key: Mapped[str | None] = mapped_column(String(80))
+    action_amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    provider_reference: Mapped[str | None] = mapped_column(String(255))
+    result: Mapped[str | None] = mapped_column(String(40))
+    decline_code: Mapped[str | None] = mapped_column(String(40))
+    checks: Mapped[int] = mapped_column(Integer, default=0)
+    next_check_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint("amount_minor > 0", name="ck_refunds_amount_positive"),
+        Index("ix_refunds_scope", "agency_id", "livemode", "id"),
+        Index("ix_refunds_due", "status", "next_check_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    livemode: Mapped[bool] = mapped_column(Boolean)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(255))
+    provider: Mapped[str] = mapped_column(String(40))
+    provider_reference: Mapped[str | None] = mapped_column(String(255))
+    failure_message: Mapped[str | None] = mapped_column(String(500))
+    checks: Mapped[int] = mapped_column(Integer, default=0)
+    next_check_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class Event(Base):
+    """The outbox: one row per status change, its body the exact bytes a webhook will carry."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_scope", "agency_id", "livemode", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    livemode: Mapped[bool] = mapped_column(Boolean)
+    type: Mapped[str] = mapped_column(String(40), index=True)
+    object_id: Mapped[str] = mapped_column(String(40), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("api_key_id", "key", name="uq_idempotency_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    api_key_id: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(10))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)

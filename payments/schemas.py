@@ -1,0 +1,253 @@
+"""Marshmallow schemas of the public API: request bodies, query strings and response objects."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from payments import clock
+from payments.money import CURRENCY_EXPONENTS, MAX_AMOUNT_MINOR
+from payments.states import PaymentStatus
+
+SERVICE_CODE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+EVENT_TYPES = (
+    "payment.succeeded",
+    "payment.failed",
+    "payment.requires_capture",
+    "payment.cancelled",
+    "payment.expired",
+    "refund.succeeded",
+    "refund.failed",
+)
+
+
+class StrictInteger(fields.Integer):
+    """An integer that refuses floats, numeric strings and booleans."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError("Must be an integer.")
+        result: int = super()._deserialize(value, attr, data, **kwargs)
+        return result
+
+
+class Timestamp(fields.Field[dt.datetime]):
+    """RFC 3339 UTC with a `Z` out; RFC 3339 with an offset in."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return clock.rfc3339(value)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:
+        if not isinstance(value, str) or len(value) > 40:
+            raise ValidationError("Must be an RFC 3339 time.")
+        try:
+            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationError("Must be an RFC 3339 time.") from None
+        if parsed.tzinfo is None:
+            raise ValidationError("Must carry a time zone, such as Z.")
+        return parsed.astimezone(dt.UTC)
+
+
+def _text(max_len: int, *, required: bool = True) -> fields.String:
+    return fields.String(required=required, validate=validate.Length(min=1, max=max_len))
+
+
+def _amount(*, required: bool) -> StrictInteger:
+    return StrictInteger(required=required, validate=validate.Range(min=1, max=MAX_AMOUNT_MINOR))
+
+
+class PayerSchema(Schema):
+    email = fields.Email(validate=validate.Length(max=254))
+    name = _text(200, required=False)
+    national_id = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9-]{1,32}$"))
+
+
+def _metadata_ok(value: dict[str, str]) -> None:
+    if len(value) > 20:
+        raise ValidationError("At most 20 keys.")
+
+
+class PaymentCreateSchema(Schema):
+    amount = _amount(required=True)
+    currency = fields.String(required=True, validate=validate.OneOf(sorted(CURRENCY_EXPONENTS)))
+    reference = _text(255)
+    description = _text(255)
+    return_url = fields.Url(
+        required=True,
+        schemes={"http", "https"},
+        require_tld=False,
+        validate=validate.Length(max=2048),
+    )
+    language = fields.String(load_default="ar", validate=validate.OneOf(["ar", "en"]))
+    service_code = fields.String(validate=validate.Regexp(SERVICE_CODE_RE))
+    capture_method = fields.String(
+        load_default="automatic", validate=validate.OneOf(["automatic", "manual"])
+    )
+    metadata = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=40)),
+        values=fields.String(validate=validate.Length(max=500)),
+        load_default=dict,
+        validate=_metadata_ok,
+    )
+    payer = fields.Nested(PayerSchema)
+
+
+class CardSchema(Schema):
+    number = fields.String(required=True, validate=validate.Regexp(r"^[0-9 ]{12,23}$"))
+    exp_month = StrictInteger(required=True, validate=validate.Range(min=1, max=12))
+    exp_year = StrictInteger(required=True, validate=validate.Range(min=2000, max=2100))
+    cvc = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{3,4}$"))
+    name = _text(200, required=False)
+
+
+class PaymentMethodInputSchema(Schema):
+    type = fields.String(required=True, validate=validate.OneOf(["card"]))
+    card = fields.Nested(CardSchema, required=True)
+
+
+class ConfirmSchema(Schema):
+    payment_method = fields.Nested(PaymentMethodInputSchema, required=True)
+
+
+class CaptureSchema(Schema):
+    amount = _amount(required=False)
+
+
+class RefundCreateSchema(Schema):
+    amount = _amount(required=False)
+    reason = _text(255, required=False)
+
+
+class ListQuerySchema(Schema):
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    starting_after = fields.String(validate=validate.Length(min=1, max=40))
+
+
+class PaymentListQuerySchema(ListQuerySchema):
+    status = fields.String(validate=validate.OneOf([s.value for s in PaymentStatus]))
+    reference = _text(255, required=False)
+    service_code = fields.String(validate=validate.Regexp(SERVICE_CODE_RE))
+    created_gte = Timestamp()
+    created_lt = Timestamp()
+
+    @validates_schema
+    def _range(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if (
+            "created_gte" in data
+            and "created_lt" in data
+            and data["created_gte"] >= data["created_lt"]
+        ):
+            raise ValidationError("Must be later than created_gte.", "created_lt")
+
+
+class EventListQuerySchema(ListQuerySchema):
+    type = fields.String(validate=validate.OneOf(EVENT_TYPES))
+
+
+class FailureSchema(Schema):
+    code = fields.String()
+    message = fields.String()
+
+
+class PaymentSchema(Schema):
+    id = fields.String()
+    object = fields.Constant("payment")
+    livemode = fields.Boolean()
+    agency = fields.String(attribute="agency_id")
+    status = fields.String()
+    amount = fields.Integer(attribute="amount_minor")
+    currency = fields.String()
+    amount_captured = fields.Integer(attribute="amount_captured_minor")
+    amount_refunded = fields.Integer(attribute="amount_refunded_minor")
+    reference = fields.String()
+    description = fields.String()
+    service_code = fields.String(allow_none=True)
+    language = fields.String()
+    capture_method = fields.String()
+    return_url = fields.String()
+    next_url = fields.Method("_next_url", allow_none=True)
+    payment_method = fields.Dict(allow_none=True)
+    provider = fields.String(allow_none=True)
+    provider_reference = fields.String(allow_none=True)
+    failure = fields.Method("_failure", allow_none=True)
+    metadata = fields.Dict(attribute="extra")
+    created_at = Timestamp()
+    updated_at = Timestamp()
+    expires_at = Timestamp()
+
+    def _next_url(self, payment: Any) -> str | None:
+        return payment.next_url if payment.status == PaymentStatus.CREATED else None
+
+    def _failure(self, payment: Any) -> dict[str, str] | None:
+        if payment.failure_code is None:
+            return None
+        return {"code": payment.failure_code, "message": payment.failure_message or ""}
+
+
+class RefundSchema(Schema):
+    id = fields.String()
+    object = fields.Constant("refund")
+    livemode = fields.Boolean()
+    payment = fields.String(attribute="payment_id")
+    amount = fields.Integer(attribute="amount_minor")
+    currency = fields.String()
+    status = fields.String()
+    reason = fields.String(allow_none=True)
+    failure_message = fields.String(allow_none=True)
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+
+class EventSchema(Schema):
+    id = fields.String()
+    object = fields.Constant("event")
+    type = fields.String()
+    timestamp = fields.String()
+    data = fields.Dict()
+
+
+def _list_of(item: type[Schema], name: str) -> type[Schema]:
+    return Schema.from_dict(
+        {
+            "object": fields.Constant("list"),
+            "data": fields.List(fields.Nested(item)),
+            "has_more": fields.Boolean(),
+        },
+        name=name,
+    )
+
+
+PaymentListSchema = _list_of(PaymentSchema, "PaymentList")
+RefundListSchema = _list_of(RefundSchema, "RefundList")
+EventListSchema = _list_of(EventSchema, "EventList")
+
+
+class BalanceItemSchema(Schema):
+    currency = fields.String()
+    payable = fields.Integer()
+
+
+class BalanceSchema(Schema):
+    object = fields.Constant("balance")
+    livemode = fields.Boolean()
+    balances = fields.List(fields.Nested(BalanceItemSchema))
+
+
+class ErrorBodySchema(Schema):
+    type = fields.String()
+    code = fields.String()
+    message = fields.String()
+    param = fields.String(allow_none=True)
+    details = fields.Dict(allow_none=True)
+    request_id = fields.String()
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorBodySchema)

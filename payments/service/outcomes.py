@@ -1,0 +1,213 @@
+"""Recording an acquirer's answer: the attempt, the payment, its ledger postings and its event,
+all in the caller's one transaction. Shared by the request path and the worker."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy.orm import Session
+
+import ledger
+from payments import clock, postings
+from payments.ids import new_id
+from payments.models import Attempt, Payment, Refund
+from payments.outbox import payment_event, refund_event
+from payments.states import (
+    FAILURE_MESSAGES,
+    PAYMENT_EVENTS,
+    REFUND_EVENTS,
+    AttemptStatus,
+    FailureCode,
+    PaymentStatus,
+    RefundStatus,
+    check_transition,
+)
+from providers import Outcome, ProviderResult, RefundOutcome, RefundResult
+
+# Status queries after an unknown outcome: first at once, then 1 min, 5 min, 30 min, 2 h, daily.
+CHECK_BACKOFF_S = (0, 60, 300, 1800, 7200, 86400)
+# An attempt opened but never answered (the process died mid-call) is first asked after this.
+OPEN_ATTEMPT_GRACE_S = 120
+
+
+def next_check(checks: int, now: dt.datetime) -> dt.datetime:
+    return now + dt.timedelta(seconds=CHECK_BACKOFF_S[min(checks, len(CHECK_BACKOFF_S) - 1)])
+
+
+def failure_code(decline_code: str | None) -> FailureCode:
+    try:
+        return FailureCode(decline_code or "card_declined")
+    except ValueError:
+        return FailureCode.CARD_DECLINED
+
+
+def move(session: Session, payment: Payment, target: PaymentStatus) -> None:
+    """Change a payment's status and write the event the agency hears about, if any."""
+    check_transition(PaymentStatus(payment.status), target)
+    payment.status = target.value
+    payment.updated_at = clock.now()
+    event_type = PAYMENT_EVENTS.get(target)
+    if event_type is not None:
+        session.flush()
+        payment_event(session, event_type, payment)
+
+
+def fail(session: Session, payment: Payment, code: FailureCode) -> None:
+    payment.failure_code = code.value
+    payment.failure_message = FAILURE_MESSAGES[code]
+    move(session, payment, PaymentStatus.FAILED)
+
+
+def expire(session: Session, payment: Payment) -> None:
+    """The payer never finished: the payment expires as abandoned."""
+    payment.failure_code = FailureCode.ABANDONED.value
+    payment.failure_message = FAILURE_MESSAGES[FailureCode.ABANDONED]
+    move(session, payment, PaymentStatus.EXPIRED)
+
+
+def post_capture(session: Session, payment: Payment, provider: str) -> None:
+    ledger.post(
+        session,
+        postings.transaction(
+            "capture",
+            external_id=f"capture:{payment.id}",
+            description=f"capture of {payment.id}",
+            amount_minor=payment.amount_captured_minor,
+            currency=payment.currency,
+            livemode=payment.livemode,
+            agency=payment.agency_id,
+            provider=provider,
+            effective_at=clock.now(),
+            metadata={"payment": payment.id, "reference": payment.reference},
+        ),
+        clock.now(),
+    )
+
+
+def open_attempt(session: Session, payment: Payment, provider: str, *, now: dt.datetime) -> Attempt:
+    attempt_id = new_id("att")
+    attempt = Attempt(
+        id=attempt_id,
+        payment_id=payment.id,
+        provider=provider,
+        status=AttemptStatus.OPEN.value,
+        pending_action="authorize",
+        action_key=attempt_id,
+        action_amount_minor=payment.amount_minor,
+        checks=0,
+        next_check_at=now + dt.timedelta(seconds=OPEN_ATTEMPT_GRACE_S),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(attempt)
+    return attempt
+
+
+def _succeed(session: Session, payment: Payment, attempt: Attempt, captured_minor: int) -> None:
+    attempt.status = AttemptStatus.SUCCEEDED.value
+    payment.amount_captured_minor = captured_minor
+    post_capture(session, payment, attempt.provider)
+    move(session, payment, PaymentStatus.SUCCEEDED)
+
+
+def _wait(attempt: Attempt, now: dt.datetime) -> None:
+    """Leave the action pending and schedule the next status query."""
+    attempt.next_check_at = next_check(attempt.checks, now)
+    attempt.checks += 1
+
+
+def apply_result(
+    session: Session, payment: Payment, attempt: Attempt, result: ProviderResult
+) -> bool:
+    """Record `result` for the attempt's pending action. Returns True when the acquirer is
+    known not to have charged and the caller may fail over to another acquirer."""
+    now = clock.now()
+    action = attempt.pending_action
+    assert action is not None, "only a pending action takes a result"
+    attempt.updated_at = now
+    attempt.result = result.outcome.value
+    if result.reference:
+        attempt.provider_reference = result.reference
+        payment.provider_reference = result.reference
+    payment.provider = attempt.provider
+    outcome = result.outcome
+    if outcome in (Outcome.UNKNOWN, Outcome.REDIRECT):
+        _wait(attempt, now)
+        return False
+    attempt.pending_action = None
+    attempt.next_check_at = None
+    if action == "authorize":
+        if outcome is Outcome.APPROVED:
+            _succeed(
+                session, payment, attempt, result.amount_captured_minor or payment.amount_minor
+            )
+        elif outcome is Outcome.REQUIRES_CAPTURE:
+            attempt.status = AttemptStatus.REQUIRES_CAPTURE.value
+            move(session, payment, PaymentStatus.REQUIRES_CAPTURE)
+        elif outcome is Outcome.UNAVAILABLE:
+            attempt.status = AttemptStatus.UNAVAILABLE.value
+            return True
+        else:  # declined, or cancelled before anything was taken
+            attempt.status = AttemptStatus.DECLINED.value
+            attempt.decline_code = result.decline_code
+            fail(session, payment, failure_code(result.decline_code))
+        return False
+    # capture or cancel of an authorisation
+    if outcome is Outcome.APPROVED:
+        _succeed(session, payment, attempt, result.amount_captured_minor or 0)
+    elif outcome is Outcome.CANCELLED:
+        attempt.status = AttemptStatus.CANCELLED.value
+        move(session, payment, PaymentStatus.CANCELLED)
+    else:  # refused, unavailable or still authorised: the authorisation stands as it was
+        attempt.status = AttemptStatus.REQUIRES_CAPTURE.value
+        check_transition(PaymentStatus(payment.status), PaymentStatus.REQUIRES_CAPTURE)
+        payment.status = PaymentStatus.REQUIRES_CAPTURE.value
+        payment.updated_at = now
+    return False
+
+
+def no_acquirer(session: Session, payment: Payment, attempt: Attempt | None) -> None:
+    """Every acquirer was unavailable, or none could take the payment: nothing was charged."""
+    if attempt is not None:
+        attempt.pending_action = None
+        attempt.next_check_at = None
+    fail(session, payment, FailureCode.PROVIDER_UNAVAILABLE)
+
+
+def apply_refund_result(
+    session: Session, payment: Payment, refund: Refund, result: RefundResult
+) -> None:
+    now = clock.now()
+    refund.updated_at = now
+    if result.reference:
+        refund.provider_reference = result.reference
+    if result.outcome in (RefundOutcome.PENDING, RefundOutcome.UNKNOWN):
+        refund.next_check_at = next_check(refund.checks, now)
+        refund.checks += 1
+        return
+    refund.next_check_at = None
+    if result.outcome is RefundOutcome.SUCCEEDED:
+        refund.status = RefundStatus.SUCCEEDED.value
+        payment.amount_refunded_minor += refund.amount_minor
+        payment.updated_at = now
+        ledger.post(
+            session,
+            postings.transaction(
+                "refund",
+                external_id=f"refund:{refund.id}",
+                description=f"refund {refund.id} of {payment.id}",
+                amount_minor=refund.amount_minor,
+                currency=refund.currency,
+                livemode=refund.livemode,
+                agency=refund.agency_id,
+                provider=refund.provider,
+                effective_at=now,
+                metadata={"payment": payment.id, "refund": refund.id},
+            ),
+            now,
+        )
+    else:
+        refund.status = RefundStatus.FAILED.value
+        refund.failure_message = result.message or "the acquirer refused the refund"
+    session.flush()
+    refund_event(session, REFUND_EVENTS[RefundStatus(refund.status)], refund)

@@ -1,0 +1,316 @@
+"""Payment use cases: create, read, list, confirm a card, capture, cancel.
+
+Every acquirer call follows the money-safe sequence: commit the attempt first, call the
+acquirer outside any transaction, then commit its answer with the ledger postings and event.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from payments import clock
+from payments.errors import Conflict, NotFound, ProviderFailed, ValidationFailed
+from payments.gateway import Gateway
+from payments.ids import new_id
+from payments.models import Agency, Attempt, Payment
+from payments.routing import route
+from payments.service.access import Principal
+from payments.service.outcomes import apply_result, move, no_acquirer, open_attempt
+from payments.states import AttemptStatus, PaymentStatus, check_transition
+from providers import AuthorizeRequest, Card, Outcome, ProviderResult
+from providers.cards import brand, digits_only, expired, fingerprint, luhn_ok
+
+log = logging.getLogger(__name__)
+PAST = {"capture": "captured", "cancel": "cancelled"}
+
+
+@dataclasses.dataclass(frozen=True)
+class NewPayment:
+    amount_minor: int
+    currency: str
+    reference: str
+    description: str
+    return_url: str
+    language: str = "ar"
+    capture_method: str = "automatic"
+    service_code: str | None = None
+    metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    payer: dict[str, str] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PaymentFilters:
+    status: str | None = None
+    reference: str | None = None
+    service_code: str | None = None
+    created_gte: dt.datetime | None = None
+    created_lt: dt.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    limit: int = 20
+    starting_after: str | None = None
+
+
+def scoped(query: Select[Any], model: Any, principal: Principal) -> Select[Any]:
+    """Restrict a query to what the principal may see: its agency and mode, or all (finance)."""
+    if principal.is_finance:
+        return query
+    return query.where(model.agency_id == principal.agency_id, model.livemode == principal.livemode)
+
+
+def load_payment(
+    session: Session, principal: Principal, payment_id: str, *, lock: bool = False
+) -> Payment:
+    query = scoped(select(Payment).where(Payment.id == payment_id), Payment, principal)
+    if lock:
+        query = query.with_for_update()
+    payment: Payment | None = session.execute(query).scalar_one_or_none()
+    if payment is None:
+        raise NotFound(f"no payment {payment_id}", param="id")
+    return payment
+
+
+def paginate(
+    session: Session, query: Select[Any], model: Any, page: Page
+) -> tuple[list[Any], bool]:
+    if page.starting_after is not None:
+        query = query.where(model.id < page.starting_after)
+    rows = list(session.execute(query.order_by(model.id.desc()).limit(page.limit + 1)).scalars())
+    return rows[: page.limit], len(rows) > page.limit
+
+
+def create_payment(gw: Gateway, principal: Principal, new: NewPayment) -> Payment:
+    if principal.agency_id is None:
+        raise Conflict("only an agency key creates payments", code="agency_key_required")
+    if gw.settings.is_production and not new.return_url.startswith("https://"):
+        raise ValidationFailed("return_url must be an https URL", param="return_url")
+    now = clock.now()
+    payment_id = new_id("pay")
+    with gw.db.transaction() as session:
+        agency = session.get(Agency, principal.agency_id)
+        assert agency is not None
+        if new.currency not in agency.currencies:
+            raise ValidationFailed(
+                f"{agency.id} does not accept {new.currency}",
+                param="currency",
+                details={"currency": [f"Must be one of: {', '.join(agency.currencies)}."]},
+            )
+        payment = Payment(
+            id=payment_id,
+            agency_id=agency.id,
+            livemode=principal.livemode,
+            status=PaymentStatus.CREATED.value,
+            amount_minor=new.amount_minor,
+            currency=new.currency,
+            amount_captured_minor=0,
+            amount_refunded_minor=0,
+            reference=new.reference,
+            description=new.description,
+            service_code=new.service_code,
+            language=new.language,
+            capture_method=new.capture_method,
+            return_url=new.return_url,
+            next_url=f"{gw.settings.public_url}/pay/{payment_id}",
+            extra=dict(new.metadata),
+            payer=new.payer,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + dt.timedelta(seconds=gw.settings.payment_expiry_s),
+        )
+        session.add(payment)
+    log.info("payment created", extra={"payment": payment_id, "agency": agency.id})
+    return payment
+
+
+def get_payment(gw: Gateway, principal: Principal, payment_id: str) -> Payment:
+    with gw.db.read() as session:
+        return load_payment(session, principal, payment_id)
+
+
+def list_payments(
+    gw: Gateway, principal: Principal, filters: PaymentFilters, page: Page
+) -> tuple[list[Payment], bool]:
+    query = scoped(select(Payment), Payment, principal)
+    if filters.status:
+        query = query.where(Payment.status == filters.status)
+    if filters.reference:
+        query = query.where(Payment.reference == filters.reference)
+    if filters.service_code:
+        query = query.where(Payment.service_code == filters.service_code)
+    if filters.created_gte:
+        query = query.where(Payment.created_at >= filters.created_gte)
+    if filters.created_lt:
+        query = query.where(Payment.created_at < filters.created_lt)
+    with gw.db.read() as session:
+        return paginate(session, query, Payment, page)
+
+
+def _check_card(card: Card) -> str:
+    number = digits_only(card.number)
+    if not luhn_ok(number):
+        raise ValidationFailed(
+            "The card number is not valid.",
+            param="payment_method.card.number",
+            details={"payment_method.card.number": ["The card number is not valid."]},
+        )
+    if expired(card.exp_month, card.exp_year, clock.now().date()):
+        raise ValidationFailed(
+            "The card's expiry date has passed.",
+            param="payment_method.card.exp_year",
+            details={"payment_method.card.exp_year": ["The card's expiry date has passed."]},
+        )
+    return number
+
+
+def _call(what: str, provider: str, call: Any, *args: Any) -> Any:
+    """Call an acquirer; an exception after the request may have left means `unknown`."""
+    try:
+        return call(*args)
+    except Exception:
+        log.exception("acquirer call failed", extra={"provider": provider, "call": what})
+        return ProviderResult(Outcome.UNKNOWN, message="the acquirer did not answer")
+
+
+def confirm_payment(gw: Gateway, principal: Principal, payment_id: str, card: Card) -> Payment:
+    """Charge a card server-to-server, failing over only when an acquirer never charged."""
+    number = _check_card(card)
+    card = dataclasses.replace(card, number=number)
+    now = clock.now()
+    with gw.db.transaction() as session:
+        payment = load_payment(session, principal, payment_id, lock=True)
+        if payment.status == PaymentStatus.CREATED and now >= payment.expires_at:
+            raise Conflict("the payment has expired", code="payment_expired")
+        check_transition(PaymentStatus(payment.status), PaymentStatus.PROCESSING)
+        agency = session.get(Agency, payment.agency_id)
+        assert agency is not None
+        chosen = route(gw.routing_rules, gw.providers, payment, agency, "card")
+        payment.routing = chosen.as_record()
+        payment.payment_method = {
+            "type": "card",
+            "brand": brand(number),
+            "last4": number[-4:],
+            "exp_month": card.exp_month,
+            "exp_year": card.exp_year,
+        }
+        payment.card_fingerprint = fingerprint(number, gw.fingerprint_key)
+        move(session, payment, PaymentStatus.PROCESSING)
+        if not chosen.providers:
+            no_acquirer(session, payment, None)
+            return payment
+        attempt = open_attempt(session, payment, chosen.providers[0], now=now)
+    remaining = list(chosen.providers[1:])
+    while True:
+        provider = gw.providers.get(attempt.provider)
+        request = AuthorizeRequest(
+            idempotency_key=attempt.action_key or attempt.id,
+            amount_minor=payment.amount_minor,
+            currency=payment.currency,
+            method="card",
+            capture=payment.capture_method == "automatic",
+            description=payment.description,
+            card=card,
+            return_url=payment.return_url,
+        )
+        result = _call("authorize", provider.name, provider.authorize, request)
+        with gw.db.transaction() as session:
+            payment = load_payment(session, principal, payment_id, lock=True)
+            attempt_row = session.get(Attempt, attempt.id, with_for_update=True)
+            assert attempt_row is not None
+            if attempt_row.pending_action != "authorize":
+                return payment  # the worker recorded the answer first
+            may_fail_over = apply_result(session, payment, attempt_row, result)
+            if not may_fail_over:
+                return payment
+            if not remaining:
+                no_acquirer(session, payment, attempt_row)
+                return payment
+            attempt = open_attempt(session, payment, remaining.pop(0), now=clock.now())
+
+
+def _pending_authorisation(session: Session, payment: Payment) -> Attempt:
+    attempt = session.execute(
+        select(Attempt)
+        .where(
+            Attempt.payment_id == payment.id,
+            Attempt.status == AttemptStatus.REQUIRES_CAPTURE.value,
+        )
+        .with_for_update()
+    ).scalar_one()
+    return attempt
+
+
+def _authorisation_action(
+    gw: Gateway, principal: Principal, payment_id: str, action: str, amount_minor: int | None
+) -> Payment:
+    """Capture or void an authorisation with the money-safe sequence."""
+    with gw.db.transaction() as session:
+        payment = load_payment(session, principal, payment_id, lock=True)
+        if payment.status != PaymentStatus.REQUIRES_CAPTURE:
+            raise Conflict(
+                f"a {payment.status} payment cannot be {PAST[action]}",
+                code="payment_invalid_state",
+            )
+        if action == "capture":
+            amount_minor = payment.amount_minor if amount_minor is None else amount_minor
+            if amount_minor > payment.amount_minor:
+                raise ValidationFailed(
+                    "amount exceeds the authorised amount",
+                    code="amount_exceeds_authorized",
+                    param="amount",
+                    details={"amount": [f"Must be at most {payment.amount_minor}."]},
+                )
+        attempt = _pending_authorisation(session, payment)
+        check_transition(PaymentStatus(payment.status), PaymentStatus.PROCESSING)
+        payment.status = PaymentStatus.PROCESSING.value
+        payment.updated_at = clock.now()
+        attempt.pending_action = action
+        attempt.action_key = f"{attempt.id}-{action}"
+        attempt.action_amount_minor = amount_minor
+        attempt.next_check_at = clock.now() + dt.timedelta(seconds=120)
+        reference = attempt.provider_reference or ""
+    provider = gw.providers.get(attempt.provider)
+    key = attempt.action_key
+    if action == "capture":
+        assert amount_minor is not None
+        result = _call(
+            action, provider.name, provider.capture, key, reference, amount_minor, payment.currency
+        )
+    else:
+        result = _call(action, provider.name, provider.cancel, key, reference)
+    with gw.db.transaction() as session:
+        payment = load_payment(session, principal, payment_id, lock=True)
+        attempt_row = session.get(Attempt, attempt.id, with_for_update=True)
+        assert attempt_row is not None
+        if attempt_row.pending_action != action:
+            return payment
+        apply_result(session, payment, attempt_row, result)
+    if result.outcome in (Outcome.DECLINED, Outcome.UNAVAILABLE):
+        raise ProviderFailed(
+            f"the acquirer refused to {action}: {result.message or result.decline_code}; "
+            "the payment is unchanged",
+            code=f"{action}_failed",
+        )
+    return payment
+
+
+def capture_payment(
+    gw: Gateway, principal: Principal, payment_id: str, amount_minor: int | None
+) -> Payment:
+    return _authorisation_action(gw, principal, payment_id, "capture", amount_minor)
+
+
+def cancel_payment(gw: Gateway, principal: Principal, payment_id: str) -> Payment:
+    with gw.db.transaction() as session:
+        payment = load_payment(session, principal, payment_id, lock=True)
+        if payment.status == PaymentStatus.CREATED:
+            move(session, payment, PaymentStatus.CANCELLED)
+            return payment
+    return _authorisation_action(gw, principal, payment_id, "cancel", None)

@@ -1,0 +1,143 @@
+"""The worker's use cases: ask acquirers about unknown outcomes, expire abandoned payments,
+forget old idempotency keys. Each item is its own transaction; acquirer calls sit outside."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+
+from sqlalchemy import delete, select
+
+from payments import clock
+from payments.gateway import Gateway
+from payments.models import Attempt, IdempotencyRecord, Payment, Refund
+from payments.service.outcomes import apply_refund_result, apply_result, expire, no_acquirer
+from payments.states import PaymentStatus, RefundStatus
+from providers import Outcome, ProviderResult, RefundOutcome, RefundResult
+
+log = logging.getLogger(__name__)
+BATCH = 100
+
+
+@dataclasses.dataclass
+class PassReport:
+    attempts_resolved: int = 0
+    attempts_waiting: int = 0
+    refunds_resolved: int = 0
+    payments_expired: int = 0
+    idempotency_keys_purged: int = 0
+
+
+def _ask(gw: Gateway, attempt: Attempt, currency: str) -> ProviderResult:
+    """The acquirer's truth about an attempt; re-send a capture or void it has not applied."""
+    provider = gw.providers.get(attempt.provider)
+    try:
+        result = provider.status(attempt.id, attempt.provider_reference)
+        key, reference = attempt.action_key or "", result.reference or ""
+        unapplied = result.outcome is Outcome.REQUIRES_CAPTURE and key and reference
+        if unapplied and attempt.pending_action == "capture":  # re-send, same key: idempotent
+            amount_minor = attempt.action_amount_minor or 0
+            result = provider.capture(key, reference, amount_minor, currency)
+        elif unapplied and attempt.pending_action == "cancel":
+            result = provider.cancel(key, reference)
+    except Exception:
+        log.exception("status query failed", extra={"attempt": attempt.id})
+        return ProviderResult(Outcome.UNKNOWN)
+    return result
+
+
+def resolve_attempts(gw: Gateway, report: PassReport) -> None:
+    now = clock.now()
+    with gw.db.read() as session:
+        due = list(
+            session.execute(
+                select(Attempt, Payment.currency)
+                .join(Payment, Payment.id == Attempt.payment_id)
+                .where(Attempt.pending_action.is_not(None), Attempt.next_check_at <= now)
+                .order_by(Attempt.next_check_at)
+                .limit(BATCH)
+            ).tuples()
+        )
+    for attempt, currency in due:
+        action = attempt.pending_action
+        result = _ask(gw, attempt, currency)
+        with gw.db.transaction() as session:
+            payment = session.get(Payment, attempt.payment_id, with_for_update=True)
+            row = session.get(Attempt, attempt.id, with_for_update=True)
+            assert payment is not None and row is not None
+            if row.pending_action != action:
+                continue  # answered meanwhile
+            if apply_result(session, payment, row, result):
+                no_acquirer(session, payment, row)  # the acquirer never charged
+            if row.pending_action is None:
+                report.attempts_resolved += 1
+                log.info("attempt resolved", extra={"attempt": row.id, "status": payment.status})
+            else:
+                report.attempts_waiting += 1
+
+
+def resolve_refunds(gw: Gateway, report: PassReport) -> None:
+    now = clock.now()
+    with gw.db.read() as session:
+        due = list(
+            session.execute(
+                select(Refund)
+                .where(Refund.status == RefundStatus.PENDING.value, Refund.next_check_at <= now)
+                .order_by(Refund.next_check_at)
+                .limit(BATCH)
+            ).scalars()
+        )
+    for refund in due:
+        try:
+            result = gw.providers.get(refund.provider).refund_status(refund.id)
+        except Exception:
+            log.exception("refund status query failed", extra={"refund": refund.id})
+            result = RefundResult(RefundOutcome.UNKNOWN)
+        if result.outcome is RefundOutcome.UNAVAILABLE:
+            result = RefundResult(RefundOutcome.FAILED, message="the acquirer has no such refund")
+        with gw.db.transaction() as session:
+            payment = session.get(Payment, refund.payment_id, with_for_update=True)
+            row = session.get(Refund, refund.id, with_for_update=True)
+            assert payment is not None and row is not None
+            if row.status != RefundStatus.PENDING:
+                continue
+            apply_refund_result(session, payment, row, result)
+            if row.status != RefundStatus.PENDING:
+                report.refunds_resolved += 1
+
+
+def expire_payments(gw: Gateway, report: PassReport) -> None:
+    now = clock.now()
+    with gw.db.transaction() as session:
+        stale = list(
+            session.execute(
+                select(Payment)
+                .where(Payment.status == PaymentStatus.CREATED.value, Payment.expires_at <= now)
+                .order_by(Payment.expires_at)
+                .limit(BATCH)
+                .with_for_update(skip_locked=True)
+            ).scalars()
+        )
+        for payment in stale:
+            expire(session, payment)
+            report.payments_expired += 1
+
+
+def purge_idempotency_keys(gw: Gateway, report: PassReport) -> None:
+    cutoff = clock.now() - dt.timedelta(seconds=gw.settings.idempotency_ttl_s)
+    with gw.db.transaction() as session:
+        result = session.execute(
+            delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff)
+        )
+        report.idempotency_keys_purged += int(getattr(result, "rowcount", 0) or 0)
+
+
+def run_pass(gw: Gateway) -> PassReport:
+    """One pass of every worker duty."""
+    report = PassReport()
+    resolve_attempts(gw, report)
+    resolve_refunds(gw, report)
+    expire_payments(gw, report)
+    purge_idempotency_keys(gw, report)
+    return report

@@ -1,0 +1,27 @@
+"""Acquirer adapters behind one `Provider` protocol, and the registry that builds them."""
+
+from providers.base import (
+    AuthorizeRequest,
+    Capabilities,
+    Card,
+    Outcome,
+    Provider,
+    ProviderResult,
+    RefundOutcome,
+    RefundRequest,
+    RefundResult,
+)
+from providers.registry import ProviderRegistry
+
+__all__ = [
+    "AuthorizeRequest",
+    "Capabilities",
+    "Card",
+    "Outcome",
+    "Provider",
+    "ProviderRegistry",
+    "ProviderResult",
+    "RefundOutcome",
+    "RefundRequest",
+    "RefundResult",
+]

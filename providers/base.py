@@ -1,0 +1,119 @@
+"""The `Provider` protocol and the plain request and result types every adapter speaks."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Protocol
+
+
+class Outcome(enum.StrEnum):
+    """What an acquirer said about a charge."""
+
+    APPROVED = "approved"  # captured
+    REQUIRES_CAPTURE = "requires_capture"  # authorised, waiting for capture
+    DECLINED = "declined"  # final; `decline_code` says why
+    CANCELLED = "cancelled"  # authorisation voided
+    REDIRECT = "redirect"  # the payer must continue on the scheme's page
+    UNAVAILABLE = "unavailable"  # known not to have charged: failover allowed
+    UNKNOWN = "unknown"  # the request left and no answer came back
+
+
+class RefundOutcome(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    PENDING = "pending"
+    FAILED = "failed"
+    UNAVAILABLE = "unavailable"
+    UNKNOWN = "unknown"
+
+
+@dataclasses.dataclass(frozen=True)
+class Card:
+    """Card data held in memory for one call; its repr never shows the number or the code."""
+
+    number: str = dataclasses.field(repr=False)
+    exp_month: int
+    exp_year: int
+    cvc: str = dataclasses.field(repr=False)
+    name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Capabilities:
+    """What routing needs to know about an acquirer before offering it a payment."""
+
+    currencies: frozenset[str]
+    methods: frozenset[str]
+    manual_capture: bool = True
+    partial_refund: bool = True
+    livemode: bool = False
+    # Minor units must be a multiple of this for the currency (Stripe: 3-decimal amounts end in 0).
+    amount_multiple: tuple[tuple[str, int], ...] = ()
+
+    def accepts(self, *, currency: str, method: str, amount_minor: int, manual: bool) -> bool:
+        if currency not in self.currencies or method not in self.methods:
+            return False
+        if manual and not self.manual_capture:
+            return False
+        multiple = dict(self.amount_multiple).get(currency, 1)
+        return amount_minor % multiple == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthorizeRequest:
+    idempotency_key: str
+    amount_minor: int
+    currency: str
+    method: str
+    capture: bool
+    description: str
+    card: Card | None = None
+    return_url: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ProviderResult:
+    outcome: Outcome
+    reference: str | None = None
+    decline_code: str | None = None
+    message: str | None = None
+    redirect_url: str | None = None
+    amount_captured_minor: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RefundRequest:
+    idempotency_key: str
+    payment_reference: str
+    amount_minor: int
+    currency: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RefundResult:
+    outcome: RefundOutcome
+    reference: str | None = None
+    message: str | None = None
+
+
+class Provider(Protocol):
+    """One acquirer. Every call is idempotent on its `idempotency_key` and has a timeout."""
+
+    name: str
+    capabilities: Capabilities
+
+    def authorize(self, request: AuthorizeRequest) -> ProviderResult: ...
+
+    def capture(
+        self, idempotency_key: str, reference: str, amount_minor: int, currency: str
+    ) -> ProviderResult: ...
+
+    def cancel(self, idempotency_key: str, reference: str) -> ProviderResult: ...
+
+    def status(self, idempotency_key: str, reference: str | None) -> ProviderResult:
+        """The acquirer's truth about the charge made under `idempotency_key`."""
+        ...
+
+    def refund(self, request: RefundRequest) -> RefundResult: ...
+
+    def refund_status(self, idempotency_key: str) -> RefundResult: ...

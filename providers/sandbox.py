@@ -1,0 +1,269 @@
+"""The sandbox acquirer: deterministic test cards, with its own store of charges and refunds.
+
+It keeps a record of every charge under the caller's idempotency key (never the card number),
+so that a status query after a simulated timeout answers truthfully and a retried request
+does not charge twice: the promise a real acquirer makes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from providers.base import (
+    AuthorizeRequest,
+    Capabilities,
+    Outcome,
+    ProviderResult,
+    RefundOutcome,
+    RefundRequest,
+    RefundResult,
+)
+from providers.cards import digits_only
+
+# Card number -> what the sandbox does with it.
+SUCCEED = "succeed"
+ERROR_BEFORE_CHARGE = "error_before_charge"
+TIMEOUT_AFTER_CHARGE = "timeout_after_charge"
+TEST_CARDS: dict[str, str] = {
+    "4242424242424242": SUCCEED,
+    "5555555555554444": SUCCEED,
+    "4000000000000002": "card_declined",
+    "4000000000009995": "insufficient_funds",
+    "4000000000000069": "expired_card",
+    "4000000000000119": ERROR_BEFORE_CHARGE,
+    "4000000000005126": TIMEOUT_AFTER_CHARGE,
+}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS charges (
+    idempotency_key TEXT PRIMARY KEY,
+    reference TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL,
+    decline_code TEXT,
+    amount_minor INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    amount_captured_minor INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS refunds (
+    idempotency_key TEXT PRIMARY KEY,
+    reference TEXT NOT NULL UNIQUE,
+    charge_reference TEXT NOT NULL REFERENCES charges(reference),
+    amount_minor INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS operations (
+    idempotency_key TEXT PRIMARY KEY,
+    charge_reference TEXT NOT NULL REFERENCES charges(reference),
+    action TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+"""
+
+
+class SandboxStore:
+    """The sandbox acquirer's own database: a SQLite file shared by every gateway process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._connection().executescript(_SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+class SandboxProvider:
+    """Deterministic acquirer for test keys: outcomes follow the test card numbers."""
+
+    def __init__(
+        self,
+        store: SandboxStore,
+        *,
+        name: str = "sandbox",
+        currencies: frozenset[str] | None = None,
+        errors_before_charge: bool = True,
+    ) -> None:
+        self.name = name
+        self.store = store
+        self.errors_before_charge = errors_before_charge
+        self.capabilities = Capabilities(
+            currencies=currencies or frozenset({"SAR", "AED", "QAR", "KWD", "BHD", "OMR", "USD"}),
+            methods=frozenset({"card"}),
+            manual_capture=True,
+            partial_refund=True,
+            livemode=False,
+        )
+
+    def _charge(self, conn: sqlite3.Connection, key: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = conn.execute(
+            "SELECT * FROM charges WHERE idempotency_key = ?", (key,)
+        ).fetchone()
+        return row
+
+    def _by_reference(self, conn: sqlite3.Connection, reference: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = conn.execute(
+            "SELECT * FROM charges WHERE reference = ?", (reference,)
+        ).fetchone()
+        return row
+
+    @staticmethod
+    def _result(row: sqlite3.Row) -> ProviderResult:
+        state = row["state"]
+        if state == "declined":
+            return ProviderResult(
+                Outcome.DECLINED, reference=row["reference"], decline_code=row["decline_code"]
+            )
+        outcome = {
+            "captured": Outcome.APPROVED,
+            "authorized": Outcome.REQUIRES_CAPTURE,
+            "voided": Outcome.CANCELLED,
+        }[state]
+        return ProviderResult(
+            outcome,
+            reference=row["reference"],
+            amount_captured_minor=row["amount_captured_minor"],
+        )
+
+    def authorize(self, request: AuthorizeRequest) -> ProviderResult:
+        if request.card is None:
+            return ProviderResult(Outcome.DECLINED, decline_code="card_declined")
+        behaviour = TEST_CARDS.get(digits_only(request.card.number), SUCCEED)
+        if behaviour == ERROR_BEFORE_CHARGE and self.errors_before_charge:
+            return ProviderResult(Outcome.UNAVAILABLE, message="sandbox acquirer error")
+        with self.store.transaction() as conn:
+            existing = self._charge(conn, request.idempotency_key)
+            if existing is None:
+                declined = behaviour not in (SUCCEED, TIMEOUT_AFTER_CHARGE, ERROR_BEFORE_CHARGE)
+                state = (
+                    "declined" if declined else ("captured" if request.capture else "authorized")
+                )
+                conn.execute(
+                    "INSERT INTO charges (idempotency_key, reference, state, decline_code,"
+                    " amount_minor, currency, amount_captured_minor, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        request.idempotency_key,
+                        "sbx_ch_" + secrets.token_hex(12),
+                        state,
+                        behaviour if declined else None,
+                        request.amount_minor,
+                        request.currency,
+                        request.amount_minor if state == "captured" else 0,
+                        _now(),
+                    ),
+                )
+                existing = self._charge(conn, request.idempotency_key)
+        assert existing is not None
+        if behaviour == TIMEOUT_AFTER_CHARGE:
+            return ProviderResult(Outcome.UNKNOWN, message="sandbox acquirer timed out")
+        return self._result(existing)
+
+    def _operate(self, key: str, reference: str, action: str, amount_minor: int) -> ProviderResult:
+        with self.store.transaction() as conn:
+            charge = self._by_reference(conn, reference)
+            if charge is None:
+                return ProviderResult(Outcome.DECLINED, decline_code="no_such_charge")
+            done = conn.execute(
+                "SELECT 1 FROM operations WHERE idempotency_key = ?", (key,)
+            ).fetchone()
+            if done is None and charge["state"] == "authorized":
+                if action == "capture":
+                    conn.execute(
+                        "UPDATE charges SET state = 'captured', amount_captured_minor = ?"
+                        " WHERE reference = ?",
+                        (amount_minor, reference),
+                    )
+                else:
+                    conn.execute(
+                        "UPDATE charges SET state = 'voided' WHERE reference = ?", (reference,)
+                    )
+                conn.execute(
+                    "INSERT INTO operations VALUES (?, ?, ?, ?)", (key, reference, action, _now())
+                )
+            charge = self._by_reference(conn, reference)
+        assert charge is not None
+        return self._result(charge)
+
+    def capture(
+        self, idempotency_key: str, reference: str, amount_minor: int, currency: str
+    ) -> ProviderResult:
+        return self._operate(idempotency_key, reference, "capture", amount_minor)
+
+    def cancel(self, idempotency_key: str, reference: str) -> ProviderResult:
+        return self._operate(idempotency_key, reference, "void", 0)
+
+    def status(self, idempotency_key: str, reference: str | None) -> ProviderResult:
+        with self.store.transaction() as conn:
+            charge = self._charge(conn, idempotency_key)
+        if charge is None:
+            return ProviderResult(Outcome.UNAVAILABLE, message="no charge under this key")
+        return self._result(charge)
+
+    def refund(self, request: RefundRequest) -> RefundResult:
+        with self.store.transaction() as conn:
+            existing = conn.execute(
+                "SELECT reference FROM refunds WHERE idempotency_key = ?",
+                (request.idempotency_key,),
+            ).fetchone()
+            if existing is not None:
+                return RefundResult(RefundOutcome.SUCCEEDED, reference=existing["reference"])
+            charge = self._by_reference(conn, request.payment_reference)
+            if charge is None or charge["state"] != "captured":
+                return RefundResult(RefundOutcome.FAILED, message="charge is not captured")
+            refunded = conn.execute(
+                "SELECT COALESCE(SUM(amount_minor), 0) FROM refunds WHERE charge_reference = ?",
+                (request.payment_reference,),
+            ).fetchone()[0]
+            if refunded + request.amount_minor > charge["amount_captured_minor"]:
+                return RefundResult(RefundOutcome.FAILED, message="refund exceeds the capture")
+            reference = "sbx_re_" + secrets.token_hex(12)
+            conn.execute(
+                "INSERT INTO refunds VALUES (?, ?, ?, ?, ?)",
+                (
+                    request.idempotency_key,
+                    reference,
+                    request.payment_reference,
+                    request.amount_minor,
+                    _now(),
+                ),
+            )
+        return RefundResult(RefundOutcome.SUCCEEDED, reference=reference)
+
+    def refund_status(self, idempotency_key: str) -> RefundResult:
+        with self.store.transaction() as conn:
+            row = conn.execute(
+                "SELECT reference FROM refunds WHERE idempotency_key = ?", (idempotency_key,)
+            ).fetchone()
+        if row is None:
+            return RefundResult(RefundOutcome.UNAVAILABLE, message="no refund under this key")
+        return RefundResult(RefundOutcome.SUCCEEDED, reference=row["reference"])
