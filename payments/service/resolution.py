@@ -57,7 +57,7 @@ def resolve_attempts(gw: Gateway, report: PassReport) -> None:
                 .where(Attempt.pending_action.is_not(None), Attempt.next_check_at <= now)
                 .order_by(Attempt.next_check_at)
                 .limit(BATCH)
-            ).tuples()
+            ).all()
         )
     for attempt, currency in due:
         action = attempt.pending_action

@@ -1,0 +1,90 @@
+"""Idempotency keys: replay, reuse with another body, and concurrent identical requests."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from payments.gateway import Gateway
+from payments.models import IdempotencyRecord, Payment
+from tests.conftest import PAYMENT, auth, count_rows
+
+
+def test_replay_returns_the_first_response(
+    client: FlaskClient, agency_key: str, gw: Gateway
+) -> None:
+    headers = auth(agency_key, **{"Idempotency-Key": "order-1"})
+    first = client.post("/v1/payments", json=PAYMENT, headers=headers)
+    second = client.post("/v1/payments", json=PAYMENT, headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert second.get_data() == first.get_data()
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert count_rows(gw)["payments"] == 1
+
+
+def test_same_key_other_body_is_refused(client: FlaskClient, agency_key: str, gw: Gateway) -> None:
+    headers = auth(agency_key, **{"Idempotency-Key": "order-2"})
+    assert client.post("/v1/payments", json=PAYMENT, headers=headers).status_code == 201
+    before = count_rows(gw)
+    other = client.post("/v1/payments", json={**PAYMENT, "amount": 1}, headers=headers)
+    assert other.status_code == 422
+    assert other.json is not None and other.json["error"]["code"] == "idempotency_key_reused"
+    assert count_rows(gw) == before
+
+
+def test_keys_are_scoped_to_the_api_key(client: FlaskClient, gw: Gateway) -> None:
+    from tests.conftest import new_agency
+
+    key_a = new_agency(gw, "om-moh", "OMR", "OM")
+    key_b = new_agency(gw, "om-mol", "OMR", "OM")
+    for key in (key_a, key_b):
+        response = client.post(
+            "/v1/payments", json=PAYMENT, headers=auth(key, **{"Idempotency-Key": "same"})
+        )
+        assert response.status_code == 201
+    assert count_rows(gw)["payments"] == 2
+
+
+def test_a_refused_request_keeps_no_key(client: FlaskClient, agency_key: str, gw: Gateway) -> None:
+    headers = auth(agency_key, **{"Idempotency-Key": "order-3"})
+    bad = client.post("/v1/payments", json={**PAYMENT, "amount": 0}, headers=headers)
+    assert bad.status_code == 422
+    with gw.db.read() as session:
+        assert session.execute(select(func.count()).select_from(IdempotencyRecord)).scalar() == 0
+    good = client.post("/v1/payments", json=PAYMENT, headers=headers)
+    assert good.status_code == 201
+
+
+def test_twenty_concurrent_identical_requests_create_one_payment(
+    app: Flask, agency_key: str, gw: Gateway
+) -> None:
+    barrier = threading.Barrier(20)
+    headers = auth(agency_key, **{"Idempotency-Key": "concurrent-1"})
+
+    def send(_: int) -> tuple[int, bytes, str | None]:
+        client = app.test_client()
+        barrier.wait(timeout=30)
+        response = client.post("/v1/payments", json=PAYMENT, headers=headers)
+        return (
+            response.status_code,
+            response.get_data(),
+            response.headers.get("Idempotent-Replayed"),
+        )
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(send, range(20)))
+    with gw.db.read() as session:
+        assert session.execute(select(func.count()).select_from(Payment)).scalar() == 1
+    created = [body for status, body, replayed in results if status == 201 and replayed is None]
+    assert len(created) == 1
+    for status, body, _replayed in results:
+        if status == 201:
+            assert body == created[0]
+        else:
+            assert status == 409, body
+            assert b"idempotency_key_in_use" in body
