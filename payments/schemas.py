@@ -178,6 +178,7 @@ class PaymentSchema(Schema):
     provider_reference = fields.String(allow_none=True)
     failure = fields.Method("_failure", allow_none=True)
     metadata = fields.Dict(attribute="extra")
+    payer = fields.Dict(allow_none=True)
     created_at = Timestamp()
     updated_at = Timestamp()
     expires_at = Timestamp()
@@ -213,7 +214,7 @@ class EventSchema(Schema):
     data = fields.Dict()
 
 
-def _list_of(item: type[Schema], name: str) -> type[Schema]:
+def _list_of(item: Schema, name: str) -> type[Schema]:
     return Schema.from_dict(
         {
             "object": fields.Constant("list"),
@@ -224,9 +225,16 @@ def _list_of(item: type[Schema], name: str) -> type[Schema]:
     )
 
 
-PaymentListSchema = _list_of(PaymentSchema, "PaymentList")
-RefundListSchema = _list_of(RefundSchema, "RefundList")
-EventListSchema = _list_of(EventSchema, "EventList")
+class PaymentSummarySchema(PaymentSchema):
+    """A payment in a list: the payer's personal data is shown on one payment, never in lists."""
+
+    class Meta:
+        exclude = ("payer",)
+
+
+PaymentListSchema = _list_of(PaymentSummarySchema(), "PaymentList")
+RefundListSchema = _list_of(RefundSchema(), "RefundList")
+EventListSchema = _list_of(EventSchema(), "EventList")
 
 
 class BalanceItemSchema(Schema):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from flask.testing import FlaskClient
 
@@ -79,3 +81,40 @@ def test_request_ids_are_echoed_or_made(client: FlaskClient, agency_key: str) ->
     assert given.headers["X-Request-Id"] == "abc-123"
     made = client.get("/healthz")
     assert made.headers["X-Request-Id"].startswith("req_")
+
+
+def test_the_openapi_document_is_valid(client: FlaskClient) -> None:
+    from openapi_spec_validator import validate
+
+    spec = client.get("/openapi.json").json
+    assert spec is not None
+    validate(spec)
+
+
+def test_a_database_outage_answers_503(tmp_path: Path) -> None:
+    from payments.api.app import create_app
+    from tests.conftest import make_settings
+
+    settings = make_settings("postgresql+psycopg://postgres@127.0.0.1:9/absent", tmp_path)
+    client = create_app(settings).test_client()
+    response = client.get("/v1/payments", headers=auth("gw_test_" + "a" * 40))
+    assert response.status_code == 503
+    assert response.json is not None and response.json["error"]["type"] == "unavailable"
+    assert response.headers["Retry-After"] == "1"
+    assert client.get("/readyz").status_code == 503
+
+
+def test_payer_details_show_on_one_payment_never_in_lists(
+    client: FlaskClient, agency_key: str
+) -> None:
+    payer = {"email": "citizen@example.om", "name": "Salim", "national_id": "12345678"}
+    created = client.post(
+        "/v1/payments", json={**PAYMENT, "payer": payer}, headers=auth(agency_key)
+    )
+    assert created.json is not None and created.json["payer"] == payer
+    one = client.get(f"/v1/payments/{created.json['id']}", headers=auth(agency_key)).json
+    assert one is not None and one["payer"] == payer
+    listed = client.get("/v1/payments", headers=auth(agency_key)).json
+    assert listed is not None
+    assert "payer" not in listed["data"][0]
+    assert "citizen@example.om" not in str(listed)
