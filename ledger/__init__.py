@@ -1,36 +1,63 @@
-"""A general double-entry book: accounts, balanced journal transactions, postings, balances."""
+"""A general double-entry book: accounts, balanced append-only journal transactions, postings,
+balances, the hash chain, verification and reports."""
 
 from ledger.book import (
-    AccountBalance,
     AccountRef,
     Direction,
+    DuplicateMismatch,
     Entry,
     Kind,
     LedgerError,
+    LimitExceeded,
+    Posted,
     TransactionSpec,
     UnbalancedTransaction,
-    account_balance,
-    balances,
+    check,
     post,
+    reverse,
+)
+from ledger.models import Account, ChainHead, ChainLink, JournalTransaction, LedgerBase, Posting
+from ledger.reports import (
+    AccountBalance,
+    StatementLine,
+    TrialBalance,
+    account_balance,
+    balance_as_of,
+    balances,
+    statement,
     trial_balance,
 )
-from ledger.models import Account, JournalTransaction, LedgerBase, Posting
+from ledger.verify import Problem, Report, verify
 
 __all__ = [
     "Account",
     "AccountBalance",
     "AccountRef",
+    "ChainHead",
+    "ChainLink",
     "Direction",
+    "DuplicateMismatch",
     "Entry",
     "JournalTransaction",
     "Kind",
     "LedgerBase",
     "LedgerError",
+    "LimitExceeded",
+    "Posted",
     "Posting",
+    "Problem",
+    "Report",
+    "StatementLine",
     "TransactionSpec",
+    "TrialBalance",
     "UnbalancedTransaction",
     "account_balance",
+    "balance_as_of",
     "balances",
+    "check",
     "post",
+    "reverse",
+    "statement",
     "trial_balance",
+    "verify",
 ]

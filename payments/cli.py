@@ -14,7 +14,7 @@ from config import ConfigurationError, Settings, load_settings
 from payments import logs, migrate
 from payments.errors import GatewayError
 from payments.gateway import Gateway, build_gateway
-from payments.service import access, demo, resolution
+from payments.service import access, audit, demo, resolution
 
 WORKER_IDLE_S = 1.0
 
@@ -124,6 +124,28 @@ def keys_revoke(key_id: str) -> None:
     """Revoke a key."""
     key = _run(access.revoke_key, _gateway(), key_id)
     click.echo(f"revoked {key.id}")
+
+
+@main.group("ledger")
+def ledger_group() -> None:
+    """The ledger."""
+
+
+@ledger_group.command("verify")
+def ledger_verify() -> None:
+    """Check every ledger invariant and the journal hash chain; exit 1 if any fails."""
+    report = audit.audit(_gateway())
+    click.echo(
+        f"checked {report.transactions} transactions, {report.postings} postings, "
+        f"{report.accounts} accounts"
+    )
+    if report.ok:
+        click.echo("ledger verified: the hash chain is unbroken and every invariant holds")
+        return
+    click.echo(f"ledger verification FAILED: first broken: {report.problems[0]}", err=True)
+    for problem in report.problems[1:]:
+        click.echo(f"  also: {problem}", err=True)
+    sys.exit(1)
 
 
 @main.command()

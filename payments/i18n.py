@@ -5,6 +5,7 @@ from __future__ import annotations
 ARABIC_BY_CODE: dict[str, str] = {
     "invalid_json": "نص الطلب ليس JSON صالحًا.",
     "body_not_object": "يجب أن يكون نص الطلب كائن JSON.",
+    "invalid_characters": "نص الطلب يحتوي على محارف غير مسموح بها.",
     "body_too_large": "نص الطلب أكبر من الحد المسموح به (64 كيلوبايت).",
     "unsupported_media_type": "يجب أن يكون نوع المحتوى application/json.",
     "parameter_invalid": "الطلب يحتوي على حقول غير صالحة.",

@@ -1,35 +1,52 @@
-"""The gateway's chart of accounts and posting rules, as data handed to the ledger."""
+"""The gateway's chart of accounts and posting rules, as data handed to the ledger.
+
+Each rule lists its legs: account template, account kind, side, and which amount of the event
+the leg carries. Test-mode money lives in `test:`-prefixed accounts, apart from live money.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 from ledger import AccountRef, Direction, Entry, Kind, TransactionSpec
 
-# event -> (account template, kind, side). Test-mode money lives in `test:`-prefixed accounts.
-RULES: dict[str, tuple[tuple[str, Kind, Direction], ...]] = {
-    "capture": (
-        ("acquirer:{provider}:clearing", Kind.ASSET, Direction.DEBIT),
-        ("agency:{agency}:payable", Kind.LIABILITY, Direction.CREDIT),
+CLEARING = ("acquirer:{provider}:clearing", Kind.ASSET)
+SETTLEMENT = ("bank:{provider}:settlement", Kind.ASSET)
+PAYABLE = ("agency:{agency}:payable", Kind.LIABILITY)
+FEES = ("expense:{provider}:fees", Kind.EXPENSE)
+
+D, C = Direction.DEBIT, Direction.CREDIT
+Leg = tuple[tuple[str, Kind], Direction, str]
+
+RULES: dict[str, tuple[Leg, ...]] = {
+    "capture": ((CLEARING, D, "amount"), (PAYABLE, C, "amount")),
+    "refund": ((PAYABLE, D, "amount"), (CLEARING, C, "amount")),
+    # A settlement line for a payment: the bank receives the net, the fee is borne by the
+    # agency (taken from what it is owed) or by the gateway (an expense).
+    "settlement_fee_agency": (
+        (SETTLEMENT, D, "net"),
+        (PAYABLE, D, "fee"),
+        (CLEARING, C, "gross"),
     ),
-    "refund": (
-        ("agency:{agency}:payable", Kind.LIABILITY, Direction.DEBIT),
-        ("acquirer:{provider}:clearing", Kind.ASSET, Direction.CREDIT),
+    "settlement_fee_gateway": (
+        (SETTLEMENT, D, "net"),
+        (FEES, D, "fee"),
+        (CLEARING, C, "gross"),
     ),
-    "payout": (
-        ("agency:{agency}:payable", Kind.LIABILITY, Direction.DEBIT),
-        ("bank:{provider}:settlement", Kind.ASSET, Direction.CREDIT),
-    ),
+    # A settlement line for a refund: the acquirer takes the refunded amount back.
+    "settlement_refund": ((CLEARING, D, "gross"), (SETTLEMENT, C, "gross")),
+    "payout": ((PAYABLE, D, "amount"), (SETTLEMENT, C, "amount")),
 }
 
 
-def account_code(template: str, *, livemode: bool, **names: str) -> str:
-    code = template.format(**names)
+def account_code(template: str, *, livemode: bool, agency: str = "", provider: str = "") -> str:
+    code = template.format(agency=agency, provider=provider)
     return code if livemode else f"test:{code}"
 
 
 def payable_code(agency: str, *, livemode: bool) -> str:
-    return account_code("agency:{agency}:payable", livemode=livemode, agency=agency)
+    return account_code(PAYABLE[0], livemode=livemode, agency=agency)
 
 
 def transaction(
@@ -37,7 +54,7 @@ def transaction(
     *,
     external_id: str,
     description: str,
-    amount_minor: int,
+    amounts: Mapping[str, int],
     currency: str,
     livemode: bool,
     agency: str,
@@ -45,7 +62,7 @@ def transaction(
     effective_at: dt.datetime,
     metadata: dict[str, str],
 ) -> TransactionSpec:
-    """The balanced transaction that `rule` posts for one amount."""
+    """The balanced transaction that `rule` posts; legs whose amount is zero are left out."""
     entries = tuple(
         Entry(
             AccountRef(
@@ -54,9 +71,10 @@ def transaction(
                 kind,
             ),
             side,
-            amount_minor,
+            amounts[role],
         )
-        for template, kind, side in RULES[rule]
+        for (template, kind), side, role in RULES[rule]
+        if amounts[role]
     )
     return TransactionSpec(
         external_id=external_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from typing import Any, cast
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
@@ -22,6 +22,17 @@ EVENT_TYPES = (
     "refund.succeeded",
     "refund.failed",
 )
+
+
+class FullMatch(validate.Regexp):
+    """A pattern the whole value must match: `$` alone would let a trailing newline through.
+    The pattern itself stays plain `^...$` for the OpenAPI document."""
+
+    def __call__(self, value: Any) -> Any:
+        pattern = cast("re.Pattern[str]", self.regex)
+        if not isinstance(value, str) or pattern.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
 
 
 class StrictInteger(fields.Integer):
@@ -66,7 +77,7 @@ def _amount(*, required: bool) -> StrictInteger:
 class PayerSchema(Schema):
     email = fields.Email(validate=validate.Length(max=254))
     name = _text(200, required=False)
-    national_id = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9-]{1,32}$"))
+    national_id = fields.String(validate=FullMatch(r"^[A-Za-z0-9-]{1,32}$"))
 
 
 def _metadata_ok(value: dict[str, str]) -> None:
@@ -86,7 +97,7 @@ class PaymentCreateSchema(Schema):
         validate=validate.Length(max=2048),
     )
     language = fields.String(load_default="ar", validate=validate.OneOf(["ar", "en"]))
-    service_code = fields.String(validate=validate.Regexp(SERVICE_CODE_RE))
+    service_code = fields.String(validate=FullMatch(SERVICE_CODE_RE))
     capture_method = fields.String(
         load_default="automatic", validate=validate.OneOf(["automatic", "manual"])
     )
@@ -100,10 +111,10 @@ class PaymentCreateSchema(Schema):
 
 
 class CardSchema(Schema):
-    number = fields.String(required=True, validate=validate.Regexp(r"^[0-9 ]{12,23}$"))
+    number = fields.String(required=True, validate=FullMatch(r"^[0-9 ]{12,23}$"))
     exp_month = StrictInteger(required=True, validate=validate.Range(min=1, max=12))
     exp_year = StrictInteger(required=True, validate=validate.Range(min=2000, max=2100))
-    cvc = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{3,4}$"))
+    cvc = fields.String(required=True, validate=FullMatch(r"^[0-9]{3,4}$"))
     name = _text(200, required=False)
 
 
@@ -114,6 +125,10 @@ class PaymentMethodInputSchema(Schema):
 
 class ConfirmSchema(Schema):
     payment_method = fields.Nested(PaymentMethodInputSchema, required=True)
+
+
+class CancelSchema(Schema):
+    """Cancel takes no fields; any field sent is refused as unknown."""
 
 
 class CaptureSchema(Schema):
@@ -133,7 +148,7 @@ class ListQuerySchema(Schema):
 class PaymentListQuerySchema(ListQuerySchema):
     status = fields.String(validate=validate.OneOf([s.value for s in PaymentStatus]))
     reference = _text(255, required=False)
-    service_code = fields.String(validate=validate.Regexp(SERVICE_CODE_RE))
+    service_code = fields.String(validate=FullMatch(SERVICE_CODE_RE))
     created_gte = Timestamp()
     created_lt = Timestamp()
 

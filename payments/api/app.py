@@ -7,7 +7,7 @@ from flask_smorest import Api
 
 from config import Settings, load_settings
 from payments import logs
-from payments.api import http, ops, payments, reads, refunds
+from payments.api import http, ledger, ops, payments, reads, refunds, webhooks
 from payments.gateway import Gateway, build_gateway
 from payments.schemas import ErrorSchema
 
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None, gw: Gateway | None = None) -> F
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["gateway"] = gw
     api = GatewayApi(app)
-    for blueprint in (payments.blp, refunds.blp, reads.blp):
+    for blueprint in (payments.blp, refunds.blp, reads.blp, ledger.blp, webhooks.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(ops.blp)
     http.install(app)  # after Api(), so our error handlers replace flask-smorest's

@@ -25,7 +25,7 @@ from payments.errors import (
 from payments.service.access import authenticate
 
 log = logging.getLogger("gateway.http")
-REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,100}\Z")
 # Responses an idempotency key keeps; anything else leaves the key free for a retry.
 KEPT_STATUSES = frozenset({200, 201, 409})
 
@@ -60,13 +60,16 @@ def _flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     flat: dict[str, list[str]] = {}
     if isinstance(messages, dict):
         for key, value in messages.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
+            if key == "_schema":  # a nested object of the wrong type: the error is the field's
+                name = prefix or "body"
+            else:
+                name = f"{prefix}.{key}" if prefix else str(key)
             if isinstance(value, list) and all(isinstance(v, str) for v in value):
                 flat[name] = list(value)
             else:
                 flat.update(_flatten(value, name))
     elif isinstance(messages, list):
-        flat[prefix or "_schema"] = [str(m) for m in messages]
+        flat[prefix or "body"] = [str(m) for m in messages]
     return flat
 
 
@@ -76,7 +79,7 @@ def _from_http_exception(exc: HTTPException) -> GatewayError:
         by_location = data["messages"]
         merged: dict[str, Any] = {}
         for value in by_location.values():
-            merged.update(value if isinstance(value, dict) else {"_schema": value})
+            merged.update(value if isinstance(value, dict) else {"body": value})
         details = _flatten(merged)
         first = next(iter(details), None)
         what = "; ".join(f"{k}: {' '.join(v)}" for k, v in details.items())
@@ -111,12 +114,29 @@ def _parse_body() -> None:
             code="unsupported_media_type",
         )
     try:
-        body = json.loads(raw, parse_constant=_refuse_constant)
+        body = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("the body is not valid JSON", code="invalid_json") from None
+        raise InvalidRequest("the body is not valid UTF-8 JSON", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object", code="body_not_object")
+    if not _storable(body):
+        raise InvalidRequest(
+            "the body holds a NUL character or an unpaired surrogate, which no field may hold",
+            code="invalid_characters",
+        )
     g.body = body
+
+
+def _storable(value: Any) -> bool:
+    """True when no string in the document holds NUL or a lone surrogate (no database keeps
+    them alike). The depth is bounded by the body limit."""
+    if isinstance(value, str):
+        return "\x00" not in value and not any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(item) for item in value)
+    return True
 
 
 def _refuse_constant(name: str) -> Any:

@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from payments.api.context import agency_principal, gateway, principal
 from payments.models import Payment
 from payments.schemas import (
+    CancelSchema,
     CaptureSchema,
     ConfirmSchema,
     ErrorSchema,
@@ -103,8 +104,9 @@ def capture_payment(args: dict[str, Any], payment_id: str) -> Payment:
 
 
 @blp.route("/<string:payment_id>/cancel", methods=["POST"])
+@blp.arguments(CancelSchema)
 @blp.response(200, PaymentSchema)
 @blp.alt_response(409, schema=ErrorSchema, description="Only from created or requires_capture")
-def cancel_payment(payment_id: str) -> Payment:
+def cancel_payment(_args: dict[str, Any], payment_id: str) -> Payment:
     """Cancel a payment that has not been charged."""
     return service.cancel_payment(gateway(), agency_principal(), payment_id)

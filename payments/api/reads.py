@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
 
 from payments.api.context import gateway, principal
 from payments.api.payments import listing
@@ -15,11 +14,6 @@ from payments.service import reads
 from payments.service.payments import Page
 
 blp = Blueprint("reads", __name__, url_prefix="/v1", description="Events and balances")
-
-
-class TrialBalanceSchema(Schema):
-    currencies = fields.Dict(keys=fields.String(), values=fields.Dict())
-    accounts = fields.List(fields.Dict())
 
 
 @blp.route("/events", methods=["GET"])
@@ -46,11 +40,3 @@ def balance() -> dict[str, Any]:
     """What the gateway owes the calling agency, per currency."""
     who = principal()
     return {"livemode": who.livemode, "balances": reads.agency_balance(gateway(), who)}
-
-
-@blp.route("/ledger/trial-balance", methods=["GET"])
-@blp.response(200, TrialBalanceSchema)
-@blp.alt_response(403, schema=ErrorSchema, description="Finance keys only")
-def trial_balance() -> dict[str, Any]:
-    """Debits and credits per currency, and every account's balance (finance keys)."""
-    return reads.trial_balance(gateway(), principal())

@@ -18,8 +18,8 @@ from payments.models import Agency, ApiKey
 from payments.money import CURRENCY_EXPONENTS
 
 MEMBER_STATES = ("SA", "AE", "KW", "QA", "BH", "OM")
-AGENCY_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
-KEY_RE = re.compile(r"^gw_(test|live|fin)_[A-Za-z0-9]{32,64}$")
+AGENCY_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}\Z")
+KEY_RE = re.compile(r"^gw_(test|live|fin)_[A-Za-z0-9]{32,64}\Z")
 
 
 @dataclasses.dataclass(frozen=True)

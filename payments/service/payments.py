@@ -186,9 +186,13 @@ def confirm_payment(gw: Gateway, principal: Principal, payment_id: str, card: Ca
     now = clock.now()
     with gw.db.transaction() as session:
         payment = load_payment(session, principal, payment_id, lock=True)
-        if payment.status == PaymentStatus.CREATED and now >= payment.expires_at:
+        if payment.status != PaymentStatus.CREATED:
+            raise Conflict(
+                f"only a created payment can be confirmed; this one is {payment.status}",
+                code="payment_invalid_state",
+            )
+        if now >= payment.expires_at:
             raise Conflict("the payment has expired", code="payment_expired")
-        check_transition(PaymentStatus(payment.status), PaymentStatus.PROCESSING)
         agency = session.get(Agency, payment.agency_id)
         assert agency is not None
         chosen = route(gw.routing_rules, gw.providers, payment, agency, "card")

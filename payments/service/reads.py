@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
 from sqlalchemy import select
 
 import ledger
-from payments.errors import NotFound, PermissionDenied
+from payments.errors import NotFound, PermissionDenied, ValidationFailed
 from payments.gateway import Gateway
 from payments.models import Event
 from payments.postings import payable_code
@@ -51,13 +52,19 @@ def agency_balance(gw: Gateway, principal: Principal) -> list[dict[str, Any]]:
     return [{"currency": b.currency, "payable": b.balance_minor} for b in balances]
 
 
-def trial_balance(gw: Gateway, principal: Principal) -> dict[str, Any]:
+def _finance_only(principal: Principal, what: str) -> None:
     if not principal.is_finance:
-        raise PermissionDenied("the trial balance is read with a finance key")
+        raise PermissionDenied(f"{what} is read with a finance key")
+
+
+def trial_balance(
+    gw: Gateway, principal: Principal, as_of: dt.datetime | None = None
+) -> dict[str, Any]:
+    _finance_only(principal, "the trial balance")
     with gw.db.read() as session:
-        totals, accounts = ledger.trial_balance(session)
+        book = ledger.trial_balance(session, as_of)
     return {
-        "currencies": {ccy: {"debits": d, "credits": c} for ccy, (d, c) in totals.items()},
+        "currencies": {ccy: {"debits": d, "credits": c} for ccy, (d, c) in book.totals.items()},
         "accounts": [
             {
                 "account": a.code,
@@ -65,6 +72,50 @@ def trial_balance(gw: Gateway, principal: Principal) -> dict[str, Any]:
                 "kind": a.kind.value,
                 "balance": a.balance_minor,
             }
-            for a in accounts
+            for a in book.accounts
         ],
+    }
+
+
+STATEMENT_LINE_PREFIX = "pst_"
+
+
+def account_statement(
+    gw: Gateway, principal: Principal, code: str, currency: str, page: Page
+) -> dict[str, Any]:
+    """An account's postings, newest first, each with the running balance after it."""
+    _finance_only(principal, "an account statement")
+    after = None
+    if page.starting_after is not None:
+        digits = page.starting_after.removeprefix(STATEMENT_LINE_PREFIX)
+        if not digits.isdigit() or len(digits) > 18:
+            raise ValidationFailed(
+                "starting_after must be a statement line id", param="starting_after"
+            )
+        after = int(digits)
+    with gw.db.read() as session:
+        found = ledger.statement(session, code, currency, limit=page.limit, starting_after=after)
+        balance = ledger.account_balance(session, code, currency)
+    if found is None or balance is None:
+        raise NotFound(f"no account {code} in {currency}", param="code")
+    lines, has_more = found
+    return {
+        "object": "list",
+        "account": code,
+        "currency": currency,
+        "kind": balance.kind.value,
+        "balance": balance.balance_minor,
+        "data": [
+            {
+                "id": f"{STATEMENT_LINE_PREFIX}{line.posting_id}",
+                "transaction": line.external_id,
+                "description": line.description,
+                "effective_at": line.effective_at,
+                "direction": line.direction.value,
+                "amount": line.amount_minor,
+                "balance_after": line.balance_after_minor,
+            }
+            for line in lines
+        ],
+        "has_more": has_more,
     }

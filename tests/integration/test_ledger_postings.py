@@ -46,7 +46,12 @@ def test_same_external_id_is_a_no_op_and_different_postings_are_refused(gw: Gate
     with gw.db.transaction() as session:
         again = ledger.post(session, _spec("pay-1", 500), clock.now())
     assert again.id == first.id
-    with pytest.raises(LedgerError, match="other postings"), gw.db.transaction() as session:
+    with (
+        pytest.raises(
+            LedgerError, match="already posted: posting cash OMR: amount was 500, not 501"
+        ),
+        gw.db.transaction() as session,
+    ):
         ledger.post(session, _spec("pay-1", 501), clock.now())
     with gw.db.read() as session:
         cash = ledger.account_balance(session, "cash", "OMR")

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 15:07:07.530179
+Create Date: 2026-11-28 15:15:46.444115
 """
 
 from __future__ import annotations
@@ -14,6 +14,35 @@ revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
+
+
+# The journal is append-only: the database itself refuses to change or remove its rows.
+APPEND_ONLY = ("ledger_transactions", "ledger_postings", "ledger_chain")
+
+
+def _append_only() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            """
+            CREATE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION 'the ledger journal is append-only: % on % refused',
+                    TG_OP, TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
+            END $$
+            """
+        )
+        for table in APPEND_ONLY:
+            op.execute(
+                f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change()"
+            )
+        return
+    for table in APPEND_ONLY:
+        for action in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, 'the ledger journal is append-only'); END"
+            )
 
 
 def upgrade() -> None:
@@ -201,12 +230,25 @@ def upgrade() -> None:
         sa.Column("code", sa.String(length=200), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("min_balance_minor", sa.BigInteger(), nullable=True),
         sa.Column("debits_minor", sa.BigInteger(), nullable=False),
         sa.Column("credits_minor", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "kind IN ('asset', 'liability', 'income', 'expense', 'equity')",
+            name="ck_ledger_accounts_kind",
+        ),
         sa.CheckConstraint("debits_minor >= 0 AND credits_minor >= 0", name="ck_ledger_totals"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("code", "currency", name="uq_ledger_accounts_code_currency"),
+    )
+    op.create_table(
+        "ledger_chain_head",
+        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.CheckConstraint("id = 1", name="ck_ledger_chain_head_single"),
+        sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
         "ledger_transactions",
@@ -216,8 +258,32 @@ def upgrade() -> None:
         sa.Column("effective_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("metadata", sa.JSON(), nullable=False),
+        sa.Column("reverses_id", sa.Integer(), nullable=True),
+        sa.Column("content_hash", sa.String(length=64), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["reverses_id"],
+            ["ledger_transactions.id"],
+        ),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("external_id"),
+        sa.UniqueConstraint("reverses_id"),
+    )
+    with op.batch_alter_table("ledger_transactions", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_ledger_transactions_effective_at"), ["effective_at"], unique=False
+        )
+
+    op.create_table(
+        "ledger_chain",
+        sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("transaction_id", sa.Integer(), nullable=False),
+        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["transaction_id"],
+            ["ledger_transactions.id"],
+        ),
+        sa.PrimaryKeyConstraint("seq"),
+        sa.UniqueConstraint("transaction_id"),
     )
     op.create_table(
         "ledger_postings",
@@ -244,14 +310,24 @@ def upgrade() -> None:
             batch_op.f("ix_ledger_postings_transaction_id"), ["transaction_id"], unique=False
         )
 
+    _append_only()
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        for table in APPEND_ONLY:
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
+        op.execute("DROP FUNCTION IF EXISTS ledger_refuse_change()")
     with op.batch_alter_table("ledger_postings", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ledger_postings_transaction_id"))
         batch_op.drop_index("ix_ledger_postings_account")
 
     op.drop_table("ledger_postings")
+    op.drop_table("ledger_chain")
+    with op.batch_alter_table("ledger_transactions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_ledger_transactions_effective_at"))
+
     op.drop_table("ledger_transactions")
+    op.drop_table("ledger_chain_head")
     op.drop_table("ledger_accounts")
     with op.batch_alter_table("refunds", schema=None) as batch_op:
         batch_op.drop_index("ix_refunds_scope")

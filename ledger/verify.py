@@ -1,0 +1,217 @@
+"""Verification of the whole book: the hash chain, every transaction's content and balance,
+every account's totals and limits, and every reversal. Streams in batches."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Iterator
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from ledger.book import Kind
+from ledger.encoding import PostingKey, content_hash, link_hash
+from ledger.models import GENESIS_HASH, Account, ChainHead, ChainLink, JournalTransaction, Posting
+
+BATCH = 1000
+MAX_PROBLEMS = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    check: str
+    where: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.check}: {self.where}: {self.detail}"
+
+
+@dataclasses.dataclass
+class Report:
+    transactions: int = 0
+    postings: int = 0
+    accounts: int = 0
+    problems: list[Problem] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, check: str, where: str, detail: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(Problem(check, where, detail))
+
+
+def _links(session: Session) -> Iterator[list[tuple[ChainLink, JournalTransaction | None]]]:
+    after = 0
+    while True:
+        rows = session.execute(
+            select(ChainLink, JournalTransaction)
+            .outerjoin(JournalTransaction, JournalTransaction.id == ChainLink.transaction_id)
+            .where(ChainLink.seq > after)
+            .order_by(ChainLink.seq)
+            .limit(BATCH)
+        ).all()
+        if not rows:
+            return
+        yield [(link, journal) for link, journal in rows]
+        after = rows[-1][0].seq
+
+
+def _postings_of(session: Session, ids: list[int]) -> dict[int, list[PostingKey]]:
+    found: dict[int, list[PostingKey]] = defaultdict(list)
+    rows = session.execute(
+        select(
+            Posting.transaction_id,
+            Account.code,
+            Account.currency,
+            Posting.direction,
+            Posting.amount_minor,
+        )
+        .join(Account, Account.id == Posting.account_id)
+        .where(Posting.transaction_id.in_(ids))
+    ).all()
+    for transaction_id, code, ccy, direction, amount in rows:
+        found[transaction_id].append((code, ccy, direction, int(amount)))
+    return found
+
+
+def _external_ids(session: Session, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(JournalTransaction.id, JournalTransaction.external_id).where(
+            JournalTransaction.id.in_(ids)
+        )
+    ).all()
+    return {row.id: row.external_id for row in rows}
+
+
+def _check_transaction(
+    report: Report, journal: JournalTransaction, postings: list[PostingKey], reverses: str | None
+) -> None:
+    where = f"transaction {journal.id} ({journal.external_id})"
+    expected = content_hash(
+        external_id=journal.external_id,
+        description=journal.description,
+        effective_at=journal.effective_at,
+        metadata=journal.extra,
+        reverses=reverses,
+        postings=postings,
+    )
+    if expected != journal.content_hash:
+        report.add("content", where, "its row or its postings were changed after posting")
+    totals: dict[str, int] = defaultdict(int)
+    for code, ccy, direction, amount in postings:
+        if amount <= 0:
+            report.add("posting", where, f"non-positive amount {amount} on {code}")
+        totals[ccy] += amount if direction == "debit" else -amount
+    if not postings:
+        report.add("balance", where, "has no postings")
+    for ccy, diff in sorted(totals.items()):
+        if diff:
+            report.add("balance", where, f"debits and credits differ by {diff} {ccy}")
+
+
+def _check_chain(session: Session, report: Report) -> None:
+    previous, expected_seq = GENESIS_HASH, 1
+    for batch in _links(session):
+        journals = [journal for _, journal in batch if journal is not None]
+        postings = _postings_of(session, [j.id for j in journals])
+        originals = _external_ids(session, {j.reverses_id for j in journals if j.reverses_id})
+        for link, journal in batch:
+            where = f"chain link {link.seq}"
+            if link.seq != expected_seq:
+                report.add("chain", where, f"expected link {expected_seq}: links were removed")
+            expected_seq = link.seq + 1
+            if journal is None:
+                report.add("chain", where, f"transaction {link.transaction_id} is missing")
+                previous = link.hash
+                continue
+            report.transactions += 1
+            report.postings += len(postings[journal.id])
+            reverses = originals.get(journal.reverses_id) if journal.reverses_id else None
+            _check_transaction(report, journal, postings[journal.id], reverses)
+            if link_hash(previous, journal.content_hash) != link.hash:
+                report.add("chain", where, f"hash does not follow from link {link.seq - 1}")
+            previous = link.hash
+    head = session.execute(select(ChainHead)).scalar_one_or_none()
+    last_seq = expected_seq - 1
+    if head is not None and (head.seq != last_seq or head.hash != previous):
+        report.add("chain", "chain head", f"names link {head.seq}, the chain ends at {last_seq}")
+    if head is None and last_seq:
+        report.add("chain", "chain head", "is missing")
+    unchained = session.execute(
+        select(JournalTransaction.id, JournalTransaction.external_id)
+        .outerjoin(ChainLink, ChainLink.transaction_id == JournalTransaction.id)
+        .where(ChainLink.seq.is_(None))
+        .order_by(JournalTransaction.id)
+        .limit(MAX_PROBLEMS)
+    ).all()
+    for row in unchained:
+        report.add(
+            "chain", f"transaction {row.id} ({row.external_id})", "was inserted outside the chain"
+        )
+
+
+def _check_accounts(session: Session, report: Report) -> None:
+    debit = case((Posting.direction == "debit", Posting.amount_minor), else_=0)
+    credit = case((Posting.direction == "credit", Posting.amount_minor), else_=0)
+    sums = {
+        row.account_id: (int(row.debits), int(row.credits))
+        for row in session.execute(
+            select(
+                Posting.account_id,
+                func.coalesce(func.sum(debit), 0).label("debits"),
+                func.coalesce(func.sum(credit), 0).label("credits"),
+            ).group_by(Posting.account_id)
+        ).all()
+    }
+    for account in session.execute(select(Account).order_by(Account.id)).scalars():
+        report.accounts += 1
+        where = f"account {account.code} {account.currency}"
+        debits, credits = sums.get(account.id, (0, 0))
+        if (account.debits_minor, account.credits_minor) != (debits, credits):
+            report.add(
+                "totals",
+                where,
+                f"holds {account.debits_minor}/{account.credits_minor} (debits/credits), "
+                f"its postings sum to {debits}/{credits}",
+            )
+        balance = debits - credits if Kind(account.kind).debit_normal else credits - debits
+        if account.min_balance_minor is not None and balance < account.min_balance_minor:
+            report.add("limit", where, f"balance {balance} is below {account.min_balance_minor}")
+
+
+def _check_reversals(session: Session, report: Report) -> None:
+    reversals = session.execute(
+        select(JournalTransaction.id, JournalTransaction.reverses_id).where(
+            JournalTransaction.reverses_id.is_not(None)
+        )
+    ).all()
+    for start in range(0, len(reversals), BATCH):
+        chunk = reversals[start : start + BATCH]
+        pairs = [(int(r.id), int(r.reverses_id)) for r in chunk]
+        postings = _postings_of(session, [i for pair in pairs for i in pair])
+        for reversal_id, original_id in pairs:
+            flipped = sorted(
+                (code, ccy, "credit" if d == "debit" else "debit", amount)
+                for code, ccy, d, amount in postings[original_id]
+            )
+            if sorted(postings[reversal_id]) != flipped:
+                report.add(
+                    "reversal",
+                    f"transaction {reversal_id}",
+                    f"does not mirror transaction {original_id}",
+                )
+
+
+def verify(session: Session) -> Report:
+    """Check every invariant of the book; a report without problems means it is intact."""
+    report = Report()
+    _check_chain(session, report)
+    _check_accounts(session, report)
+    _check_reversals(session, report)
+    return report

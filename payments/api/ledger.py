@@ -1,0 +1,81 @@
+"""Ledger endpoints for finance keys: the trial balance and account statements."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from payments.api.context import gateway, principal
+from payments.money import CURRENCY_EXPONENTS
+from payments.schemas import ErrorSchema, ListQuerySchema, Timestamp
+from payments.service import reads
+from payments.service.payments import Page
+
+blp = Blueprint("ledger", __name__, url_prefix="/v1/ledger", description="Ledger (finance)")
+
+
+class TrialBalanceQuerySchema(Schema):
+    as_of = Timestamp()
+
+
+class TotalsSchema(Schema):
+    debits = fields.Integer()
+    credits = fields.Integer()
+
+
+class AccountLineSchema(Schema):
+    account = fields.String()
+    currency = fields.String()
+    kind = fields.String()
+    balance = fields.Integer()
+
+
+class TrialBalanceSchema(Schema):
+    currencies = fields.Dict(keys=fields.String(), values=fields.Nested(TotalsSchema))
+    accounts = fields.List(fields.Nested(AccountLineSchema))
+
+
+class StatementQuerySchema(ListQuerySchema):
+    currency = fields.String(required=True, validate=validate.OneOf(sorted(CURRENCY_EXPONENTS)))
+
+
+class StatementLineSchema(Schema):
+    id = fields.String()
+    transaction = fields.String()
+    description = fields.String()
+    effective_at = Timestamp()
+    direction = fields.String()
+    amount = fields.Integer()
+    balance_after = fields.Integer()
+
+
+class StatementSchema(Schema):
+    object = fields.Constant("list")
+    account = fields.String()
+    currency = fields.String()
+    kind = fields.String()
+    balance = fields.Integer()
+    data = fields.List(fields.Nested(StatementLineSchema))
+    has_more = fields.Boolean()
+
+
+@blp.route("/trial-balance", methods=["GET"])
+@blp.arguments(TrialBalanceQuerySchema, location="query")
+@blp.response(200, TrialBalanceSchema)
+@blp.alt_response(403, schema=ErrorSchema, description="Finance keys only")
+def trial_balance(args: dict[str, Any]) -> dict[str, Any]:
+    """Debits and credits per currency, and every account's balance, now or `as_of` a time."""
+    return reads.trial_balance(gateway(), principal(), args.get("as_of"))
+
+
+@blp.route("/accounts/<string:code>/statement", methods=["GET"])
+@blp.arguments(StatementQuerySchema, location="query")
+@blp.response(200, StatementSchema)
+@blp.alt_response(403, schema=ErrorSchema, description="Finance keys only")
+@blp.alt_response(404, schema=ErrorSchema, description="No such account")
+def statement(args: dict[str, Any], code: str) -> dict[str, Any]:
+    """An account's postings, newest first, each with the running balance after it."""
+    page = Page(limit=args["limit"], starting_after=args.get("starting_after"))
+    return reads.account_statement(gateway(), principal(), code, args["currency"], page)

@@ -1,0 +1,76 @@
+"""The gateway's audit: the ledger's own checks, plus the gateway's invariants that tie the
+book to payments and refunds (an agency's payable and an acquirer's clearing account each
+equal captures minus refunds, until settlement and payouts come in)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy import func, select
+
+import ledger
+from payments.gateway import Gateway
+from payments.models import Payment, Refund
+from payments.postings import CLEARING, PAYABLE, account_code
+from payments.states import RefundStatus
+
+Key = tuple[str, str]  # (account code, currency)
+
+
+def _expected_balances(gw: Gateway) -> dict[Key, int]:
+    expected: dict[Key, int] = defaultdict(int)
+    with gw.db.read() as session:
+        captured = session.execute(
+            select(
+                Payment.agency_id,
+                Payment.livemode,
+                Payment.provider,
+                Payment.currency,
+                func.sum(Payment.amount_captured_minor),
+            )
+            .where(Payment.amount_captured_minor > 0)
+            .group_by(Payment.agency_id, Payment.livemode, Payment.provider, Payment.currency)
+        ).all()
+        refunded = session.execute(
+            select(
+                Refund.agency_id,
+                Refund.livemode,
+                Refund.provider,
+                Refund.currency,
+                func.sum(Refund.amount_minor),
+            )
+            .where(Refund.status == RefundStatus.SUCCEEDED.value)
+            .group_by(Refund.agency_id, Refund.livemode, Refund.provider, Refund.currency)
+        ).all()
+    for rows, sign in ((captured, 1), (refunded, -1)):
+        for agency, livemode, provider, currency, amount in rows:
+            for template, _kind in (PAYABLE, CLEARING):
+                code = account_code(
+                    template, livemode=bool(livemode), agency=agency, provider=provider or ""
+                )
+                expected[(code, currency)] += sign * int(amount)
+    return expected
+
+
+def audit(gw: Gateway) -> ledger.Report:
+    """Every ledger invariant, then every payable and clearing account against the payments."""
+    with gw.db.read() as session:
+        report = ledger.verify(session)
+        book = ledger.trial_balance(session)
+    actual = {
+        (a.code, a.currency): a.balance_minor
+        for a in book.accounts
+        if a.code.removeprefix("test:").startswith(("agency:", "acquirer:"))
+    }
+    expected = _expected_balances(gw)
+    for key in sorted(set(actual) | set(expected)):
+        if actual.get(key, 0) != expected.get(key, 0):
+            report.add(
+                "gateway",
+                f"account {key[0]} {key[1]}",
+                f"balance {actual.get(key, 0)}, but captures - refunds = {expected.get(key, 0)}",
+            )
+    for currency, (debits, credits) in book.totals.items():
+        if debits != credits:
+            report.add("trial balance", currency, f"debits {debits} != credits {credits}")
+    return report

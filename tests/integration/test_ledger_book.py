@@ -1,0 +1,123 @@
+"""The book: reversals, limits, append-only rows, statements and balances as of a time."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+
+import ledger
+from ledger import AccountRef, Kind, LimitExceeded
+from payments import clock
+from payments.gateway import Gateway
+from tests.integration.ledger_support import CASH, OWED, post, spec, verify
+
+
+def _count(gw: Gateway, model: type) -> int:
+    with gw.db.read() as session:
+        return int(session.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+def test_a_reversal_mirrors_the_original_and_nets_to_zero(gw: Gateway) -> None:
+    original = post(gw, spec("sale-1", 700))
+    with gw.db.transaction() as session:
+        reversal = ledger.reverse(session, original.transaction_id, clock.now())
+    with gw.db.transaction() as session:
+        again = ledger.reverse(session, original.transaction_id, clock.now())
+    assert again.replayed and again.transaction_id == reversal.transaction_id
+    with gw.db.read() as session:
+        row = session.get(ledger.JournalTransaction, reversal.transaction_id)
+        assert row is not None and row.reverses_id == original.transaction_id
+        assert row.external_id == "reversal:sale-1"
+        cash = ledger.account_balance(session, "cash", "OMR")
+        assert cash is not None and cash.balance_minor == 0
+        assert cash.debits_minor == cash.credits_minor == 700
+    with pytest.raises(ledger.LedgerError, match="itself a reversal"), gw.db.transaction() as s:
+        ledger.reverse(s, reversal.transaction_id, clock.now())
+    assert verify(gw).ok
+
+
+def test_a_limit_refuses_the_posting_and_leaves_no_trace(gw: Gateway) -> None:
+    till = AccountRef("till", "OMR", Kind.ASSET, min_balance_minor=0)
+    post(gw, spec("fill", 100, debit=till))
+    before = (_count(gw, ledger.JournalTransaction), _count(gw, ledger.Posting))
+    overdraw = spec("overdraw", 101, debit=OWED, credit=till)
+    with pytest.raises(LimitExceeded, match="below 0"), gw.db.transaction() as session:
+        ledger.post(session, overdraw, clock.now())
+    assert (_count(gw, ledger.JournalTransaction), _count(gw, ledger.Posting)) == before
+    post(gw, spec("empty", 100, debit=OWED, credit=till))  # down to exactly the limit
+    with gw.db.read() as session:
+        balance = ledger.account_balance(session, "till", "OMR")
+    assert balance is not None and balance.balance_minor == 0
+    assert verify(gw).ok
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE ledger_postings SET amount_minor = amount_minor + 1",
+        "DELETE FROM ledger_postings",
+        "UPDATE ledger_transactions SET description = 'changed'",
+        "DELETE FROM ledger_chain",
+    ],
+)
+def test_the_database_refuses_changes_to_the_journal(gw: Gateway, statement: str) -> None:
+    post(gw, spec("kept", 5))
+    with pytest.raises(DBAPIError, match="append-only"), gw.db.engine.begin() as conn:
+        conn.execute(text(statement))
+    assert verify(gw).ok
+
+
+def test_statement_runs_balances_newest_first_across_pages(gw: Gateway) -> None:
+    for index, amount in enumerate((100, 250, 50)):
+        post(gw, spec(f"in-{index}", amount))
+    post(gw, spec("out", 120, debit=OWED, credit=CASH))
+    with gw.db.read() as session:
+        first = ledger.statement(session, "cash", "OMR", limit=2)
+        assert first is not None
+        lines, has_more = first
+        assert has_more
+        assert [(line.amount_minor, line.balance_after_minor) for line in lines] == [
+            (120, 280),
+            (50, 400),
+        ]
+        rest = ledger.statement(
+            session, "cash", "OMR", limit=2, starting_after=lines[-1].posting_id
+        )
+        assert rest is not None
+        assert [(line.amount_minor, line.balance_after_minor) for line in rest[0]] == [
+            (250, 350),
+            (100, 100),
+        ]
+        assert rest[1] is False
+        assert ledger.statement(session, "nothing", "OMR", limit=2) is None
+
+
+def test_balances_as_of_a_past_time(gw: Gateway) -> None:
+    start = clock.now()
+    for hours, amount in ((0, 100), (1, 200), (2, 400)):
+        moment = start + dt.timedelta(hours=hours)
+        clock.set_clock(lambda moment=moment: moment)  # type: ignore[misc]
+        post(gw, spec(f"h{hours}", amount))
+    with gw.db.read() as session:
+        as_of = start + dt.timedelta(minutes=90)
+        assert ledger.balance_as_of(session, "cash", "OMR", as_of) == 300
+        assert ledger.balance_as_of(session, "owed", "OMR", as_of) == 300
+        assert ledger.balance_as_of(session, "cash", "OMR", start - dt.timedelta(seconds=1)) == 0
+        past = ledger.trial_balance(session, as_of)
+        assert past.totals == {"OMR": (300, 300)} and past.balanced
+        now = ledger.trial_balance(session)
+        assert now.totals == {"OMR": (700, 700)}
+
+
+def test_the_chain_follows_commit_order(gw: Gateway) -> None:
+    posted = [post(gw, spec(f"c{i}", i + 1)) for i in range(5)]
+    with gw.db.read() as session:
+        links = session.execute(select(ledger.ChainLink).order_by(ledger.ChainLink.seq)).scalars()
+        assert [link.transaction_id for link in links] == [p.transaction_id for p in posted]
+        head = session.get(ledger.ChainHead, 1)
+        assert head is not None and head.seq == 5
+    report = verify(gw)
+    assert report.ok and report.transactions == 5 and report.postings == 10
