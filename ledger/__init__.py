@@ -14,6 +14,7 @@ from ledger.book import (
     UnbalancedTransaction,
     check,
     post,
+    post_many,
     reverse,
 )
 from ledger.models import Account, ChainHead, ChainLink, JournalTransaction, LedgerBase, Posting
@@ -56,6 +57,7 @@ __all__ = [
     "balances",
     "check",
     "post",
+    "post_many",
     "reverse",
     "statement",
     "trial_balance",

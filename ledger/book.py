@@ -1,9 +1,10 @@
 """Posting balanced transactions and their reversals, inside the caller's database transaction.
 
-The order of work keeps concurrent postings safe and fast: the journal row first (its unique
-external id settles duplicates), then each account's totals in sorted order (row locks always
-taken in one order, so no deadlock), then the postings, and last the chain head, so the one
-lock that every posting shares is held only for the final statements before commit.
+The order of work keeps concurrent postings safe and fast: the journal rows first (the unique
+external id settles duplicates), then the accounts, locked by one statement in sorted order
+(so no deadlock), then their new totals and the postings, and last the chain head, so the one
+lock that every posting shares is held only for the final statements before commit. Batches
+take the same path, with one statement per step for the whole batch.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import datetime as dt
 import enum
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -119,6 +120,23 @@ def check(spec: TransactionSpec) -> None:
         raise UnbalancedTransaction(f"debits and credits differ: {unbalanced}")
 
 
+# The hot path speaks SQLAlchemy Core on the session's connection: no ORM bookkeeping.
+ACCOUNTS = cast(Table, Account.__table__)
+JOURNAL = cast(Table, JournalTransaction.__table__)
+POSTINGS = cast(Table, Posting.__table__)
+LINKS = cast(Table, ChainLink.__table__)
+HEAD = cast(Table, ChainHead.__table__)
+# On PostgreSQL one statement moves the head and appends the link, computing the same
+# SHA-256 as `link_hash`, so the shared lock is held for one round trip before commit.
+SEAL_ONE_SQL = text(
+    "WITH head AS (UPDATE ledger_chain_head SET seq = seq + 1,"
+    " hash = encode(sha256(convert_to(hash || :digest, 'UTF8')), 'hex')"
+    " WHERE id = 1 RETURNING seq, hash)"
+    " INSERT INTO ledger_chain (seq, transaction_id, hash)"
+    " SELECT seq, :transaction_id, hash FROM head"
+)
+
+
 def _insert(session: Session) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
@@ -143,88 +161,107 @@ def _difference(recorded: list[PostingKey], wanted: list[PostingKey]) -> str:
     return "the postings differ"
 
 
-def _apply_to_accounts(
-    session: Session, entries: Sequence[Entry], now: dt.datetime
-) -> dict[tuple[str, str], int]:
-    """Add each entry to its account's totals, one account at a time in sorted order."""
-    moves: dict[AccountRef, list[int]] = defaultdict(lambda: [0, 0])
-    for entry in entries:
-        moves[entry.account][0 if entry.direction is Direction.DEBIT else 1] += entry.amount_minor
-    ids: dict[tuple[str, str], int] = {}
-    for ref in sorted(moves):
-        debit, credit = moves[ref]
-        statement = (
-            update(Account)
-            .where(Account.code == ref.code, Account.currency == ref.currency)
+@dataclasses.dataclass
+class _Pending:
+    spec: TransactionSpec
+    wanted: list[PostingKey]
+    digest: str
+    reverses: tuple[int, str] | None
+    transaction_id: int | None = None
+    replayed: bool = False
+
+
+@dataclasses.dataclass
+class _Totals:
+    id: int
+    kind: Kind
+    floor: int | None
+    debits: int
+    credits: int
+
+    @property
+    def balance(self) -> int:
+        if self.kind.debit_normal:
+            return self.debits - self.credits
+        return self.credits - self.debits
+
+
+def _lock_accounts(
+    conn: Connection, insert_: Any, refs: set[AccountRef], now: dt.datetime
+) -> dict[tuple[str, str], _Totals]:
+    """Lock every account of the postings with one statement that takes the row locks in
+    sorted order, so concurrent postings never deadlock. Missing accounts are first created,
+    in sorted order and before any account lock is held, for the same reason."""
+    keys = sorted({(ref.code, ref.currency) for ref in refs})
+    c = ACCOUNTS.c
+    rows = conn.execute(
+        select(c.code, c.currency).where(tuple_(c.code, c.currency).in_(keys))
+    ).all()
+    existing = {(code, currency) for code, currency in rows}
+    for ref in sorted(ref for ref in refs if (ref.code, ref.currency) not in existing):
+        conn.execute(
+            insert_(ACCOUNTS)
             .values(
-                debits_minor=Account.debits_minor + debit,
-                credits_minor=Account.credits_minor + credit,
+                code=ref.code,
+                currency=ref.currency,
+                kind=ref.kind.value,
+                min_balance_minor=ref.min_balance_minor,
+                debits_minor=0,
+                credits_minor=0,
+                created_at=now,
             )
-            .returning(
-                Account.id,
-                Account.kind,
-                Account.debits_minor,
-                Account.credits_minor,
-                Account.min_balance_minor,
-            )
+            .on_conflict_do_nothing(index_elements=["code", "currency"])
         )
-        row = session.execute(statement).first()
-        if row is None:
-            session.execute(
-                _insert(session)(Account)
-                .values(
-                    code=ref.code,
-                    currency=ref.currency,
-                    kind=ref.kind.value,
-                    min_balance_minor=ref.min_balance_minor,
-                    debits_minor=0,
-                    credits_minor=0,
-                    created_at=now,
-                )
-                .on_conflict_do_nothing(index_elements=["code", "currency"])
+    lock = (
+        select(
+            c.id, c.code, c.currency, c.kind, c.min_balance_minor, c.debits_minor, c.credits_minor
+        )
+        .where(tuple_(c.code, c.currency).in_(keys))
+        .order_by(c.code, c.currency)
+        .with_for_update()
+    )
+    found = {(row.code, row.currency): row for row in conn.execute(lock)}
+    totals: dict[tuple[str, str], _Totals] = {}
+    for ref in refs:
+        row = found[(ref.code, ref.currency)]
+        if row.kind != ref.kind.value:
+            raise LedgerError(
+                f"account {ref.code} {ref.currency} is {row.kind}, not {ref.kind.value}"
             )
-            row = session.execute(statement).one()
-        account_id, kind, debits, credits, floor = row
-        if kind != ref.kind.value:
-            raise LedgerError(f"account {ref.code} {ref.currency} is {kind}, not {ref.kind.value}")
-        balance = debits - credits if Kind(kind).debit_normal else credits - debits
-        if floor is not None and balance < floor:
-            raise LimitExceeded(
-                f"account {ref.code} {ref.currency} would fall to {balance}, below {floor}"
-            )
-        ids[(ref.code, ref.currency)] = account_id
-    return ids
+        totals[(ref.code, ref.currency)] = _Totals(
+            row.id, Kind(row.kind), row.min_balance_minor, row.debits_minor, row.credits_minor
+        )
+    return totals
 
 
-def _seal(session: Session, transaction_id: int, digest: str) -> None:
-    """Append the transaction to the hash chain: the last lock taken before commit."""
-    head = session.execute(
-        select(ChainHead.seq, ChainHead.hash).where(ChainHead.id == 1).with_for_update()
-    ).first()
+def _seal(conn: Connection, insert_: Any, pending: list[_Pending]) -> None:
+    """Append transactions to the hash chain in order: the last lock taken before commit."""
+    if len(pending) == 1 and conn.dialect.name == "postgresql":
+        sealed = conn.execute(
+            SEAL_ONE_SQL,
+            {"digest": pending[0].digest, "transaction_id": pending[0].transaction_id},
+        )
+        if sealed.rowcount == 1:
+            return  # else the head row is missing: the general path below creates it
+    head_query = select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1).with_for_update()
+    head = conn.execute(head_query).first()
     if head is None:
-        session.execute(
-            _insert(session)(ChainHead)
+        conn.execute(
+            insert_(HEAD)
             .values(id=1, seq=0, hash=GENESIS_HASH)
             .on_conflict_do_nothing(index_elements=["id"])
         )
-        head = session.execute(
-            select(ChainHead.seq, ChainHead.hash).where(ChainHead.id == 1).with_for_update()
-        ).one()
-    seq, previous = head
-    link = link_hash(previous, digest)
-    session.execute(update(ChainHead).where(ChainHead.id == 1).values(seq=seq + 1, hash=link))
-    session.execute(insert(ChainLink).values(seq=seq + 1, transaction_id=transaction_id, hash=link))
+        head = conn.execute(head_query).one()
+    seq, link = head
+    links = []
+    for item in pending:
+        seq, link = seq + 1, link_hash(link, item.digest)
+        links.append({"seq": seq, "transaction_id": item.transaction_id, "hash": link})
+    conn.execute(update(HEAD).where(HEAD.c.id == 1).values(seq=seq, hash=link))
+    conn.execute(insert(LINKS), links)
 
 
-def post(
-    session: Session,
-    spec: TransactionSpec,
-    now: dt.datetime,
-    *,
-    reverses: tuple[int, str] | None = None,
-) -> Posted:
-    """Post a balanced transaction once. The same external id with the same postings is a
-    no-op returning the original; with different postings it raises `DuplicateMismatch`."""
+def _prepare(spec: TransactionSpec, reverses: tuple[int, str] | None) -> _Pending:
     check(spec)
     wanted = sorted(entry.key for entry in spec.entries)
     digest = content_hash(
@@ -235,47 +272,130 @@ def post(
         reverses=reverses[1] if reverses else None,
         postings=wanted,
     )
-    inserted = session.execute(
-        _insert(session)(JournalTransaction)
-        .values(
-            external_id=spec.external_id,
-            description=spec.description,
-            effective_at=spec.effective_at,
-            created_at=now,
-            extra=spec.metadata,
-            reverses_id=reverses[0] if reverses else None,
-            content_hash=digest,
+    return _Pending(spec, wanted, digest, reverses)
+
+
+def _claim_external_ids(
+    session: Session, insert_: Any, batch: list[_Pending], now: dt.datetime
+) -> None:
+    """Insert the journal rows; a row whose external id exists already is a repeat, which
+    must carry the same postings."""
+    rows = (
+        session.connection()
+        .execute(
+            insert_(JOURNAL)
+            .on_conflict_do_nothing(index_elements=["external_id"])
+            .returning(JOURNAL.c.id, JOURNAL.c.external_id),
+            [
+                {
+                    "external_id": item.spec.external_id,
+                    "description": item.spec.description,
+                    "effective_at": item.spec.effective_at,
+                    "created_at": now,
+                    "metadata": item.spec.metadata,
+                    "reverses_id": item.reverses[0] if item.reverses else None,
+                    "content_hash": item.digest,
+                }
+                for item in batch
+            ],
         )
-        .on_conflict_do_nothing(index_elements=["external_id"])
-        .returning(JournalTransaction.id)
-    ).scalar()
-    if inserted is None:
+        .all()
+    )
+    inserted = {external_id: transaction_id for transaction_id, external_id in rows}
+    for item in batch:
+        item.transaction_id = inserted.get(item.spec.external_id)
+        if item.transaction_id is not None:
+            continue
         existing = session.execute(
-            select(JournalTransaction.id, JournalTransaction.content_hash).where(
-                JournalTransaction.external_id == spec.external_id
+            select(JOURNAL.c.id, JOURNAL.c.content_hash).where(
+                JOURNAL.c.external_id == item.spec.external_id
             )
         ).one()
         recorded = _recorded_postings(session, existing.id)
-        if recorded != wanted:
+        if recorded != item.wanted:
             raise DuplicateMismatch(
-                f"{spec.external_id} was already posted: {_difference(recorded, wanted)}"
+                f"{item.spec.external_id} was already posted: {_difference(recorded, item.wanted)}"
             )
-        return Posted(existing.id, spec.external_id, existing.content_hash, replayed=True)
-    account_ids = _apply_to_accounts(session, spec.entries, now)
-    session.execute(
-        insert(Posting),
-        [
-            {
-                "transaction_id": inserted,
-                "account_id": account_ids[(e.account.code, e.account.currency)],
-                "direction": e.direction.value,
-                "amount_minor": e.amount_minor,
-            }
-            for e in spec.entries
-        ],
-    )
-    _seal(session, inserted, digest)
-    return Posted(inserted, spec.external_id, digest, replayed=False)
+        item.transaction_id, item.digest, item.replayed = existing.id, existing.content_hash, True
+
+
+def post_many(
+    session: Session,
+    specs: Sequence[TransactionSpec],
+    now: dt.datetime,
+    *,
+    reverses: Sequence[tuple[int, str] | None] | None = None,
+) -> list[Posted]:
+    """Post balanced transactions in order, all or none (the caller rolls back on error).
+    An external id posted before with the same postings is a no-op returning the original;
+    with different postings it raises `DuplicateMismatch`."""
+    links = reverses or [None] * len(specs)
+    batch = [_prepare(spec, link) for spec, link in zip(specs, links, strict=True)]
+    seen: dict[str, list[PostingKey]] = {}
+    for item in batch:
+        earlier = seen.setdefault(item.spec.external_id, item.wanted)
+        if earlier is not item.wanted:
+            raise LedgerError(f"{item.spec.external_id} appears twice in one batch")
+    insert_ = _insert(session)
+    if batch:
+        _claim_external_ids(session, insert_, batch, now)
+    fresh = [item for item in batch if not item.replayed]
+    if fresh:
+        conn = session.connection()
+        totals = _lock_accounts(
+            conn, insert_, {entry.account for item in fresh for entry in item.spec.entries}, now
+        )
+        for item in fresh:  # limits hold after every transaction, not only at the end
+            for entry in item.spec.entries:
+                account = totals[(entry.account.code, entry.account.currency)]
+                if entry.direction is Direction.DEBIT:
+                    account.debits += entry.amount_minor
+                else:
+                    account.credits += entry.amount_minor
+            for (code, currency), account in totals.items():
+                if account.floor is not None and account.balance < account.floor:
+                    raise LimitExceeded(
+                        f"account {code} {currency} would fall to {account.balance}, "
+                        f"below {account.floor} ({item.spec.external_id})"
+                    )
+        conn.execute(  # the rows are locked already: set their new totals
+            update(ACCOUNTS)
+            .where(ACCOUNTS.c.id == bindparam("account_id"))
+            .values(debits_minor=bindparam("debits"), credits_minor=bindparam("credits")),
+            [
+                {"account_id": a.id, "debits": a.debits, "credits": a.credits}
+                for _, a in sorted(totals.items())
+            ],
+        )
+        conn.execute(
+            insert(POSTINGS),
+            [
+                {
+                    "transaction_id": item.transaction_id,
+                    "account_id": totals[(e.account.code, e.account.currency)].id,
+                    "direction": e.direction.value,
+                    "amount_minor": e.amount_minor,
+                }
+                for item in fresh
+                for e in item.spec.entries
+            ],
+        )
+        _seal(conn, insert_, fresh)
+    return [
+        Posted(item.transaction_id or 0, item.spec.external_id, item.digest, item.replayed)
+        for item in batch
+    ]
+
+
+def post(
+    session: Session,
+    spec: TransactionSpec,
+    now: dt.datetime,
+    *,
+    reverses: tuple[int, str] | None = None,
+) -> Posted:
+    """Post one balanced transaction once (see `post_many`)."""
+    return post_many(session, [spec], now, reverses=[reverses])[0]
 
 
 def reverse(

@@ -31,8 +31,12 @@ KEPT_STATUSES = frozenset({200, 201, 409})
 
 
 def _language() -> str:
-    best = request.accept_languages.best_match(["en", "ar"])
-    return "ar" if best == "ar" else "en"
+    """Arabic or English, by the caller's preference order; region tags (ar-OM) count."""
+    for value, quality in request.accept_languages:  # highest quality first
+        primary = value.replace("_", "-").split("-", 1)[0].lower()
+        if quality > 0 and primary in ("ar", "en"):
+            return primary
+    return "en"
 
 
 def error_response(error: GatewayError) -> Response:

@@ -21,6 +21,7 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
             "timeout": 60,
             "graceful_timeout": 20,
             "limit_request_line": 8190,
+            "control_socket_disable": True,  # one per host otherwise, shared by every server
         }
         super().__init__()
 

@@ -11,25 +11,12 @@ from ledger import AccountRef, Direction, Entry, Kind, LedgerError, TransactionS
 from payments import clock
 from payments.gateway import Gateway
 from tests.conftest import PAYMENT, auth, card
-
-CASH = AccountRef("cash", "OMR", Kind.ASSET)
-OWED = AccountRef("owed", "OMR", Kind.LIABILITY)
-
-
-def _spec(external_id: str, amount: int, credit_amount: int | None = None) -> TransactionSpec:
-    return TransactionSpec(
-        external_id=external_id,
-        description="test",
-        entries=(
-            Entry(CASH, Direction.DEBIT, amount),
-            Entry(OWED, Direction.CREDIT, amount if credit_amount is None else credit_amount),
-        ),
-        effective_at=clock.now(),
-    )
+from tests.integration.ledger_support import OWED
+from tests.integration.ledger_support import spec as make_spec
 
 
 def test_unbalanced_and_non_positive_transactions_leave_no_trace(gw: Gateway) -> None:
-    for spec in (_spec("t1", 100, 99), _spec("t2", 0), _spec("t3", -5, -5)):
+    for spec in (make_spec("t1", 100, credit_amount=99), make_spec("t2", 0), make_spec("t3", -5)):
         with pytest.raises(LedgerError), gw.db.transaction() as session:
             ledger.post(session, spec, clock.now())
     with gw.db.read() as session:
@@ -42,17 +29,17 @@ def test_unbalanced_and_non_positive_transactions_leave_no_trace(gw: Gateway) ->
 
 def test_same_external_id_is_a_no_op_and_different_postings_are_refused(gw: Gateway) -> None:
     with gw.db.transaction() as session:
-        first = ledger.post(session, _spec("pay-1", 500), clock.now())
+        first = ledger.post(session, make_spec("pay-1", 500), clock.now())
     with gw.db.transaction() as session:
-        again = ledger.post(session, _spec("pay-1", 500), clock.now())
-    assert again.id == first.id
+        again = ledger.post(session, make_spec("pay-1", 500), clock.now())
+    assert again.replayed and again.transaction_id == first.transaction_id
     with (
         pytest.raises(
             LedgerError, match="already posted: posting cash OMR: amount was 500, not 501"
         ),
         gw.db.transaction() as session,
     ):
-        ledger.post(session, _spec("pay-1", 501), clock.now())
+        ledger.post(session, make_spec("pay-1", 501), clock.now())
     with gw.db.read() as session:
         cash = ledger.account_balance(session, "cash", "OMR")
         owed = ledger.account_balance(session, "owed", "OMR")
@@ -62,7 +49,7 @@ def test_same_external_id_is_a_no_op_and_different_postings_are_refused(gw: Gate
 
 def test_an_account_keeps_its_kind(gw: Gateway) -> None:
     with gw.db.transaction() as session:
-        ledger.post(session, _spec("a", 1), clock.now())
+        ledger.post(session, make_spec("a", 1), clock.now())
     wrong = TransactionSpec(
         external_id="b",
         description="test",

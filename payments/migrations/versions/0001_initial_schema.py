@@ -311,6 +311,8 @@ def upgrade() -> None:
         )
 
     _append_only()
+    op.execute("INSERT INTO ledger_chain_head (id, seq, hash) VALUES (1, 0, '" + "0" * 64 + "')")
+
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
