@@ -33,10 +33,12 @@ class Replay:
 
 def check_key(key: str) -> str:
     if not 1 <= len(key) <= MAX_KEY_LENGTH or not all(32 <= ord(ch) < 127 for ch in key):
+        message = "Idempotency-Key must be 1 to 255 printable ASCII characters"
         raise ValidationFailed(
-            "Idempotency-Key must be 1 to 255 printable ASCII characters",
+            message,
             code="idempotency_key_invalid",
             param="Idempotency-Key",
+            details={"Idempotency-Key": [message]},
         )
     return key
 
@@ -78,10 +80,12 @@ def begin(gw: Gateway, api_key_id: str, key: str, digest: str) -> Replay | None:
                 session.delete(record)
                 continue
             if record.request_hash != digest:
+                message = "this Idempotency-Key was used with a different request"
                 raise ValidationFailed(
-                    "this Idempotency-Key was used with a different request",
+                    message,
                     code="idempotency_key_reused",
                     param="Idempotency-Key",
+                    details={"Idempotency-Key": [message]},
                 )
             if record.state == STARTED or record.response_status is None:
                 raise Conflict(

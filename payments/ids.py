@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 import time
@@ -31,3 +32,13 @@ def new_id(prefix: str) -> str:
             rand = secrets.randbits(80) >> 1  # leave room to increment within one millisecond
         _last = (millis, rand)
     return f"{prefix}_{_encode(millis, 10)}{_encode(rand, 16)}"
+
+
+ID_PATTERN = re.compile(r"[a-z]{2,4}_[0-9a-z]{26}")
+
+
+def is_id(value: str, prefix: str | None = None) -> bool:
+    """Whether `value` has the shape of a gateway id (of `prefix`, if given)."""
+    if ID_PATTERN.fullmatch(value) is None:
+        return False
+    return prefix is None or value.startswith(f"{prefix}_")

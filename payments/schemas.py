@@ -63,11 +63,21 @@ class Timestamp(fields.Field[dt.datetime]):
             raise ValidationError("Must be an RFC 3339 time.") from None
         if parsed.tzinfo is None:
             raise ValidationError("Must carry a time zone, such as Z.")
-        return parsed.astimezone(dt.UTC)
+        try:
+            return parsed.astimezone(dt.UTC)
+        except OverflowError:
+            raise ValidationError("Must be an RFC 3339 time between years 1 and 9999.") from None
+
+
+def _storable(value: str) -> None:
+    if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+        raise ValidationError("Must not contain NUL or unpaired surrogate characters.")
 
 
 def _text(max_len: int, *, required: bool = True) -> fields.String:
-    return fields.String(required=required, validate=validate.Length(min=1, max=max_len))
+    return fields.String(
+        required=required, validate=[validate.Length(min=1, max=max_len), _storable]
+    )
 
 
 def _amount(*, required: bool) -> StrictInteger:
@@ -142,7 +152,7 @@ class RefundCreateSchema(Schema):
 
 class ListQuerySchema(Schema):
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-    starting_after = fields.String(validate=validate.Length(min=1, max=40))
+    starting_after = fields.String(validate=FullMatch(r"^[a-z]{2,4}_[0-9a-z]{26}$"))
 
 
 class PaymentListQuerySchema(ListQuerySchema):

@@ -96,8 +96,13 @@ def _from_http_exception(exc: HTTPException) -> GatewayError:
         return err
     if exc.code == 413:
         return PayloadTooLarge("the request body is over 64 KiB")
+    status = exc.code or 500
+    if status >= 500:
+        internal = GatewayError("an unexpected error occurred", code="internal")
+        internal.status, internal.type = status, "internal"
+        return internal
     err = InvalidRequest(exc.description or "invalid request", code="invalid_request")
-    err.status = exc.code or 400
+    err.status = status
     return err
 
 
@@ -119,28 +124,39 @@ def _parse_body() -> None:
         )
     try:
         body = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidRequest("the body is not valid UTF-8 JSON", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object", code="body_not_object")
-    if not _storable(body):
-        raise InvalidRequest(
-            "the body holds a NUL character or an unpaired surrogate, which no field may hold",
-            code="invalid_characters",
-        )
+    _check_document(body)
     g.body = body
 
 
-def _storable(value: Any) -> bool:
-    """True when no string in the document holds NUL or a lone surrogate (no database keeps
-    them alike). The depth is bounded by the body limit."""
-    if isinstance(value, str):
-        return "\x00" not in value and not any("\ud800" <= ch <= "\udfff" for ch in value)
-    if isinstance(value, dict):
-        return all(_storable(k) and _storable(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_storable(item) for item in value)
-    return True
+MAX_DEPTH = 32
+
+
+def _check_document(body: Any) -> None:
+    """Refuse documents nested deeper than any request needs, and strings holding NUL or a
+    lone surrogate (no database keeps them alike). Iterative: no recursion limit to hit."""
+    pending: list[tuple[Any, int]] = [(body, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidRequest(
+                f"the body is nested deeper than {MAX_DEPTH} levels", code="body_too_deep"
+            )
+        if isinstance(value, str):
+            if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+                raise InvalidRequest(
+                    "the body holds a NUL character or an unpaired surrogate, which no field "
+                    "may hold",
+                    code="invalid_characters",
+                )
+        elif isinstance(value, dict):
+            pending.extend((key, depth) for key in value)
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
 
 
 def _refuse_constant(name: str) -> Any:

@@ -9,7 +9,7 @@ from marshmallow import Schema, fields, validate
 
 from payments.api.context import gateway, principal
 from payments.money import CURRENCY_EXPONENTS
-from payments.schemas import ErrorSchema, ListQuerySchema, Timestamp
+from payments.schemas import ErrorSchema, FullMatch, ListQuerySchema, Timestamp
 from payments.service import reads
 from payments.service.payments import Page
 
@@ -38,6 +38,7 @@ class TrialBalanceSchema(Schema):
 
 
 class StatementQuerySchema(ListQuerySchema):
+    starting_after = fields.String(validate=FullMatch(r"^pst_[0-9]{1,18}$"))
     currency = fields.String(required=True, validate=validate.OneOf(sorted(CURRENCY_EXPONENTS)))
 
 

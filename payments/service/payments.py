@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from payments import clock
 from payments.errors import Conflict, NotFound, ProviderFailed, ValidationFailed
 from payments.gateway import Gateway
-from payments.ids import new_id
+from payments.ids import is_id, new_id
 from payments.models import Agency, Attempt, Payment
 from payments.routing import route
 from payments.service.access import Principal
@@ -69,6 +69,8 @@ def scoped(query: Select[Any], model: Any, principal: Principal) -> Select[Any]:
 def load_payment(
     session: Session, principal: Principal, payment_id: str, *, lock: bool = False
 ) -> Payment:
+    if not is_id(payment_id, "pay"):
+        raise NotFound(f"no payment {payment_id[:40]!r}", param="id")
     query = scoped(select(Payment).where(Payment.id == payment_id), Payment, principal)
     if lock:
         query = query.with_for_update()

@@ -11,6 +11,7 @@ from sqlalchemy import select
 import ledger
 from payments.errors import NotFound, PermissionDenied, ValidationFailed
 from payments.gateway import Gateway
+from payments.ids import is_id
 from payments.models import Event
 from payments.postings import payable_code
 from payments.service.access import Principal
@@ -33,6 +34,8 @@ def list_events(
 
 
 def get_event(gw: Gateway, principal: Principal, event_id: str) -> Event:
+    if not is_id(event_id, "evt"):
+        raise NotFound(f"no event {event_id[:40]!r}", param="id")
     with gw.db.read() as session:
         event: Event | None = session.execute(
             scoped(select(Event).where(Event.id == event_id), Event, principal)

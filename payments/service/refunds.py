@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from payments import clock
 from payments.errors import Conflict, NotFound, ValidationFailed
 from payments.gateway import Gateway
-from payments.ids import new_id
+from payments.ids import is_id, new_id
 from payments.models import Payment, Refund
 from payments.service.access import Principal
 from payments.service.outcomes import OPEN_ATTEMPT_GRACE_S, apply_refund_result
@@ -86,6 +86,8 @@ def create_refund(
 
 
 def get_refund(gw: Gateway, principal: Principal, refund_id: str) -> Refund:
+    if not is_id(refund_id, "re"):
+        raise NotFound(f"no refund {refund_id[:40]!r}", param="id")
     with gw.db.read() as session:
         refund: Refund | None = session.execute(
             scoped(select(Refund).where(Refund.id == refund_id), Refund, principal)
