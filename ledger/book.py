@@ -16,7 +16,20 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, text, tuple_, update
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Connection,
+    String,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -137,6 +150,13 @@ SEAL_ONE_SQL = text(
 )
 
 
+SET_TOTALS_SQL = text(
+    "UPDATE ledger_accounts AS a SET debits_minor = v.debits, credits_minor = v.credits"
+    " FROM unnest(CAST(:ids AS integer[]), CAST(:debits AS bigint[]),"
+    " CAST(:credits AS bigint[])) AS v(id, debits, credits) WHERE a.id = v.id"
+)
+
+
 def _insert(session: Session) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
@@ -186,6 +206,58 @@ class _Totals:
         return self.credits - self.debits
 
 
+def _unnest_insert(table: Table, rows: list[dict[str, Any]]) -> Any:
+    """One PostgreSQL INSERT for many rows, each column sent as one array parameter: the
+    statement stays the same size whatever the number of rows."""
+    names = list(rows[0])
+    arrays = [
+        bindparam(name, [row[name] for row in rows], type_=ARRAY(table.c[name].type))
+        for name in names
+    ]
+    return postgresql.insert(table).from_select(
+        names, select(*(func.unnest(array) for array in arrays))
+    )
+
+
+def _write_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows with one statement (executemany where arrays are not available)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_unnest_insert(table, rows))
+    else:
+        conn.execute(insert(table), rows)
+
+
+def _set_totals(conn: Connection, totals: list[_Totals]) -> None:
+    """Write new totals of accounts this transaction holds locked."""
+    if conn.dialect.name != "postgresql":
+        conn.execute(
+            update(ACCOUNTS)
+            .where(ACCOUNTS.c.id == bindparam("account_id"))
+            .values(debits_minor=bindparam("debits"), credits_minor=bindparam("credits")),
+            [{"account_id": a.id, "debits": a.debits, "credits": a.credits} for a in totals],
+        )
+        return
+    conn.execute(
+        SET_TOTALS_SQL,
+        {
+            "ids": [a.id for a in totals],
+            "debits": [a.debits for a in totals],
+            "credits": [a.credits for a in totals],
+        },
+    )
+
+
+def _keys_filter(conn: Connection, keys: list[tuple[str, str]]) -> ColumnElement[bool]:
+    """`(code, currency) IN keys`: on PostgreSQL as two array parameters, whatever the
+    number of keys, so a batch's statement stays small and its plan cached."""
+    pair = tuple_(ACCOUNTS.c.code, ACCOUNTS.c.currency)
+    if conn.dialect.name != "postgresql":
+        return pair.in_(keys)
+    codes = bindparam("codes", [k[0] for k in keys], type_=ARRAY(String))
+    currencies = bindparam("currencies", [k[1] for k in keys], type_=ARRAY(String))
+    return pair.in_(select(func.unnest(codes), func.unnest(currencies)))
+
+
 def _lock_accounts(
     conn: Connection, insert_: Any, refs: set[AccountRef], now: dt.datetime
 ) -> dict[tuple[str, str], _Totals]:
@@ -194,9 +266,8 @@ def _lock_accounts(
     in sorted order and before any account lock is held, for the same reason."""
     keys = sorted({(ref.code, ref.currency) for ref in refs})
     c = ACCOUNTS.c
-    rows = conn.execute(
-        select(c.code, c.currency).where(tuple_(c.code, c.currency).in_(keys))
-    ).all()
+    wanted = _keys_filter(conn, keys)
+    rows = conn.execute(select(c.code, c.currency).where(wanted)).all()
     existing = {(code, currency) for code, currency in rows}
     for ref in sorted(ref for ref in refs if (ref.code, ref.currency) not in existing):
         conn.execute(
@@ -216,7 +287,7 @@ def _lock_accounts(
         select(
             c.id, c.code, c.currency, c.kind, c.min_balance_minor, c.debits_minor, c.credits_minor
         )
-        .where(tuple_(c.code, c.currency).in_(keys))
+        .where(wanted)
         .order_by(c.code, c.currency)
         .with_for_update()
     )
@@ -258,7 +329,7 @@ def _seal(conn: Connection, insert_: Any, pending: list[_Pending]) -> None:
         seq, link = seq + 1, link_hash(link, item.digest)
         links.append({"seq": seq, "transaction_id": item.transaction_id, "hash": link})
     conn.execute(update(HEAD).where(HEAD.c.id == 1).values(seq=seq, hash=link))
-    conn.execute(insert(LINKS), links)
+    _write_rows(conn, LINKS, links)
 
 
 def _prepare(spec: TransactionSpec, reverses: tuple[int, str] | None) -> _Pending:
@@ -352,23 +423,18 @@ def post_many(
                     account.debits += entry.amount_minor
                 else:
                     account.credits += entry.amount_minor
-            for (code, currency), account in totals.items():
+            for entry in item.spec.entries:
+                account = totals[(entry.account.code, entry.account.currency)]
                 if account.floor is not None and account.balance < account.floor:
                     raise LimitExceeded(
-                        f"account {code} {currency} would fall to {account.balance}, "
-                        f"below {account.floor} ({item.spec.external_id})"
+                        f"account {entry.account.code} {entry.account.currency} would fall "
+                        f"to {account.balance}, below {account.floor} "
+                        f"({item.spec.external_id})"
                     )
-        conn.execute(  # the rows are locked already: set their new totals
-            update(ACCOUNTS)
-            .where(ACCOUNTS.c.id == bindparam("account_id"))
-            .values(debits_minor=bindparam("debits"), credits_minor=bindparam("credits")),
-            [
-                {"account_id": a.id, "debits": a.debits, "credits": a.credits}
-                for _, a in sorted(totals.items())
-            ],
-        )
-        conn.execute(
-            insert(POSTINGS),
+        _set_totals(conn, [account for _, account in sorted(totals.items())])
+        _write_rows(
+            conn,
+            POSTINGS,
             [
                 {
                     "transaction_id": item.transaction_id,

@@ -121,3 +121,37 @@ def test_the_chain_follows_commit_order(gw: Gateway) -> None:
         assert head is not None and head.seq == 5
     report = verify(gw)
     assert report.ok and report.transactions == 5 and report.postings == 10
+
+
+def test_a_batch_posts_in_order_and_repeats_are_no_ops(gw: Gateway) -> None:
+    batch = [spec(f"b{i}", i + 1) for i in range(50)]
+    with gw.db.transaction() as session:
+        posted = ledger.post_many(session, batch[:30], clock.now())
+    assert [p.replayed for p in posted] == [False] * 30
+    with gw.db.transaction() as session:  # the first 30 again, then 20 new ones
+        posted = ledger.post_many(session, batch, clock.now())
+    assert [p.replayed for p in posted] == [True] * 30 + [False] * 20
+    with gw.db.read() as session:
+        cash = ledger.account_balance(session, "cash", "OMR")
+        links = session.execute(
+            select(ledger.ChainLink.transaction_id).order_by(ledger.ChainLink.seq)
+        )
+        assert [row[0] for row in links] == [p.transaction_id for p in posted]
+    assert cash is not None and cash.balance_minor == sum(range(1, 51))
+    assert verify(gw).ok
+
+
+def test_a_batch_checks_limits_after_every_transaction(gw: Gateway) -> None:
+    till = AccountRef("till", "OMR", Kind.ASSET, min_balance_minor=0)
+    # Ends at +50, but dips to -50 after the second transaction: refused whole.
+    batch = [
+        spec("fill", 100, debit=till),
+        spec("take", 150, debit=OWED, credit=till),
+        spec("refill", 100, debit=till),
+    ]
+    with pytest.raises(LimitExceeded, match="take"), gw.db.transaction() as session:
+        ledger.post_many(session, batch, clock.now())
+    assert _count(gw, ledger.JournalTransaction) == 0
+    with pytest.raises(ledger.LedgerError, match="twice"), gw.db.transaction() as session:
+        ledger.post_many(session, [spec("x", 1), spec("x", 2)], clock.now())
+    assert _count(gw, ledger.JournalTransaction) == 0
