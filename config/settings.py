@@ -12,6 +12,11 @@ from pathlib import Path
 
 ENVIRONMENTS = ("development", "test", "production")
 DEV_SECRET_MARKER = "dev-"  # noqa: S105 - marks generated development secrets
+WEBHOOK_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
+MAX_WEBHOOK_RETRIES = 20
+MAX_WEBHOOK_DELAY_S = 7 * 24 * 3600.0
+WEBHOOK_TIMEOUT_S = 15.0
+MAX_WEBHOOK_TIMEOUT_S = 60.0
 
 
 class ConfigurationError(Exception):
@@ -30,6 +35,10 @@ class Settings:
     public_url: str = "http://127.0.0.1:8000"
     port: int = 8000
     webhook_allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # Seconds after each failed attempt before the next: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h,
+    # 14 h, 20 h, 24 h (API.md section 4); jitter is added on top.
+    webhook_retry_schedule_s: tuple[float, ...] = WEBHOOK_RETRY_SCHEDULE_S
+    webhook_timeout_s: float = WEBHOOK_TIMEOUT_S
     stripe_api_key: str | None = None
     stripe_api_base: str | None = None
     stripe_webhook_secret: str | None = None
@@ -63,6 +72,35 @@ def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, 
         return tuple(ipaddress.ip_network(part.strip()) for part in raw.split(",") if part.strip())
     except ValueError as exc:
         raise ConfigurationError(f"GATEWAY_WEBHOOK_ALLOW_NETWORKS: {exc}") from exc
+
+
+def _retry_schedule(raw: str | None) -> tuple[float, ...]:
+    if raw is None or not raw.strip():
+        return WEBHOOK_RETRY_SCHEDULE_S
+    try:
+        delays = tuple(float(part) for part in raw.split(","))
+    except ValueError as exc:
+        raise ConfigurationError(f"GATEWAY_WEBHOOK_RETRY_SCHEDULE: {exc}") from exc
+    if not 1 <= len(delays) <= MAX_WEBHOOK_RETRIES or not all(
+        0 < d <= MAX_WEBHOOK_DELAY_S for d in delays
+    ):
+        raise ConfigurationError(
+            "GATEWAY_WEBHOOK_RETRY_SCHEDULE: 1 to 20 comma-separated delays in seconds, "
+            "each above 0 and at most 7 days"
+        )
+    return delays
+
+
+def _webhook_timeout(raw: str | None) -> float:
+    if raw is None or not raw.strip():
+        return WEBHOOK_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"GATEWAY_WEBHOOK_TIMEOUT_S: {exc}") from exc
+    if not 0 < value <= MAX_WEBHOOK_TIMEOUT_S:
+        raise ConfigurationError("GATEWAY_WEBHOOK_TIMEOUT_S must be above 0 and at most 60")
+    return value
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -100,6 +138,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         public_url=get("GATEWAY_PUBLIC_URL", f"http://127.0.0.1:{port}").rstrip("/"),
         port=port,
         webhook_allow_networks=_networks(get("GATEWAY_WEBHOOK_ALLOW_NETWORKS", "")),
+        webhook_retry_schedule_s=_retry_schedule(get("GATEWAY_WEBHOOK_RETRY_SCHEDULE")),
+        webhook_timeout_s=_webhook_timeout(get("GATEWAY_WEBHOOK_TIMEOUT_S")),
         stripe_api_key=get("GATEWAY_STRIPE_API_KEY") or None,
         stripe_api_base=get("GATEWAY_STRIPE_API_BASE") or None,
         stripe_webhook_secret=get("GATEWAY_STRIPE_WEBHOOK_SECRET") or None,

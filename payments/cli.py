@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -9,14 +10,18 @@ import time
 from typing import Any
 
 import click
+from sqlalchemy.exc import OperationalError
 
 from config import ConfigurationError, Settings, load_settings
 from payments import logs, migrate
-from payments.errors import GatewayError
+from payments.errors import GatewayError, Unavailable
 from payments.gateway import Gateway, build_gateway
 from payments.service import access, audit, demo, resolution
+from payments.webhooks import delivery
 
 WORKER_IDLE_S = 1.0
+WORKER_MAX_OUTAGE_WAIT_S = 60.0
+log = logging.getLogger("gateway.worker")
 
 
 def _settings() -> Settings:
@@ -159,22 +164,32 @@ def worker(once: bool) -> None:
         nonlocal stopping
         stopping = True
 
+    if once:
+        report = resolution.run_pass(gw)
+        click.echo(
+            f"resolved {report.attempts_resolved} attempts "
+            f"({report.attempts_waiting} still waiting), {report.refunds_resolved} refunds; "
+            f"expired {report.payments_expired} payments; "
+            f"delivered {report.webhooks_delivered} webhooks "
+            f"({report.webhooks_retrying} to retry, {report.webhooks_failed} failed)"
+        )
+        return
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    while True:
-        report = resolution.run_pass(gw)
-        if once:
-            click.echo(
-                f"resolved {report.attempts_resolved} attempts "
-                f"({report.attempts_waiting} still waiting), {report.refunds_resolved} refunds; "
-                f"expired {report.payments_expired} payments"
-            )
-            return
-        if stopping:
-            return
-        time.sleep(WORKER_IDLE_S)
-        if stopping:
-            return
+    outage_wait_s = WORKER_IDLE_S
+    while not stopping:
+        try:
+            resolution.run_pass(gw)
+            delivery.idle(gw, WORKER_IDLE_S, lambda: stopping)  # webhooks go out meanwhile
+            outage_wait_s = WORKER_IDLE_S
+        except (Unavailable, OperationalError):
+            # The database is away: nothing was half-done (each item is its own transaction);
+            # wait, up to a minute between tries, and carry on when it is back.
+            log.exception("worker pass failed; the database is unavailable")
+            resume_at = time.monotonic() + outage_wait_s
+            while not stopping and time.monotonic() < resume_at:
+                time.sleep(0.2)
+            outage_wait_s = min(outage_wait_s * 2, WORKER_MAX_OUTAGE_WAIT_S)
 
 
 @main.command()

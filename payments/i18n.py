@@ -5,6 +5,7 @@ from __future__ import annotations
 ARABIC_BY_CODE: dict[str, str] = {
     "invalid_json": "نص الطلب ليس JSON صالحًا.",
     "body_not_object": "يجب أن يكون نص الطلب كائن JSON.",
+    "body_too_deep": "نص الطلب متداخل بعمق أكبر من المسموح به.",
     "invalid_characters": "نص الطلب يحتوي على محارف غير مسموح بها.",
     "body_too_large": "نص الطلب أكبر من الحد المسموح به (64 كيلوبايت).",
     "unsupported_media_type": "يجب أن يكون نوع المحتوى application/json.",
@@ -26,6 +27,12 @@ ARABIC_BY_CODE: dict[str, str] = {
     "capture_failed": "رفض مزوّد الدفع التحصيل؛ لم تتغير الدفعة.",
     "cancel_failed": "رفض مزوّد الدفع الإلغاء؛ لم تتغير الدفعة.",
     "unavailable": "الخدمة غير متاحة مؤقتًا؛ أعد المحاولة بنفس المفتاح.",
+    "url_invalid": "عنوان URL غير صالح لاستقبال الإشعارات.",
+    "url_https_required": "يجب أن يستخدم عنوان الإشعارات بروتوكول https في بيئة الإنتاج.",
+    "url_not_allowed": "عنوان الإشعارات يشير إلى عنوان شبكة خاص أو محجوز غير مسموح به.",
+    "url_unresolvable": "تعذّر العثور على عنوان الخادم في عنوان الإشعارات.",
+    "endpoint_limit_reached": "بلغت الجهة الحد الأقصى لعدد نقاط استقبال الإشعارات.",
+    "endpoint_disabled": "نقطة استقبال الإشعارات معطّلة؛ فعّلها أولًا.",
     "internal": "حدث خطأ داخلي غير متوقع.",
 }
 

@@ -9,9 +9,11 @@ from sqlalchemy.orm import Session
 from payments import clock
 from payments.ids import new_id
 from payments.models import Event, Payment, Refund
-from payments.schemas import PaymentSchema, RefundSchema
+from payments.schemas import PaymentSummarySchema, RefundSchema
+from payments.webhooks.fanout import enqueue
 
-_payment_schema = PaymentSchema()
+# Events travel to webhook endpoints and stay in the outbox: no payer personal data in them.
+_payment_schema = PaymentSummarySchema()
 _refund_schema = RefundSchema()
 
 
@@ -37,6 +39,7 @@ def _record(
         created_at=created_at,
     )
     session.add(event)
+    enqueue(session, event)  # the webhook deliveries it owes commit with it
     return event
 
 

@@ -7,6 +7,7 @@ from sqlalchemy import create_engine
 
 from ledger.models import LedgerBase
 from payments.models import Base
+from payments.webhooks import models as webhook_models  # noqa: F401 - registers their tables
 
 target_metadata = [Base.metadata, LedgerBase.metadata]
 url = context.config.get_main_option("sqlalchemy.url")

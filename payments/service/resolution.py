@@ -1,5 +1,6 @@
 """The worker's use cases: ask acquirers about unknown outcomes, expire abandoned payments,
-forget old idempotency keys. Each item is its own transaction; acquirer calls sit outside."""
+forget old idempotency keys, deliver webhooks. Each item is its own transaction; acquirer
+calls and webhook POSTs sit outside."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from payments.gateway import Gateway
 from payments.models import Attempt, IdempotencyRecord, Payment, Refund
 from payments.service.outcomes import apply_refund_result, apply_result, expire, no_acquirer
 from payments.states import PaymentStatus, RefundStatus
+from payments.webhooks.delivery import deliver_due
 from providers import Outcome, ProviderResult, RefundOutcome, RefundResult
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,9 @@ class PassReport:
     refunds_resolved: int = 0
     payments_expired: int = 0
     idempotency_keys_purged: int = 0
+    webhooks_delivered: int = 0
+    webhooks_retrying: int = 0
+    webhooks_failed: int = 0
 
 
 def _ask(gw: Gateway, attempt: Attempt, currency: str) -> ProviderResult:
@@ -140,4 +145,8 @@ def run_pass(gw: Gateway) -> PassReport:
     resolve_refunds(gw, report)
     expire_payments(gw, report)
     purge_idempotency_keys(gw, report)
+    delivered = deliver_due(gw)  # last: it sends the events the duties above just wrote
+    report.webhooks_delivered = delivered.delivered
+    report.webhooks_retrying = delivered.retrying
+    report.webhooks_failed = delivered.failed
     return report

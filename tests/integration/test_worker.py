@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 from flask.testing import FlaskClient
 
 from payments import clock
@@ -110,3 +116,28 @@ def test_confirm_after_expiry_time_but_before_the_worker_is_refused(
     late = client.post(f"/v1/payments/{payment_id}/confirm", json=card(), headers=auth(agency_key))
     assert late.status_code == 409
     assert late.json is not None and late.json["error"]["code"] == "payment_expired"
+
+
+def test_the_worker_outlives_a_database_outage(tmp_path: Path) -> None:
+    """With the database away the worker keeps trying instead of exiting; SIGTERM stops it."""
+    env = {
+        **os.environ,
+        "GATEWAY_ENV": "test",
+        "GATEWAY_VAR_DIR": str(tmp_path),
+        "GATEWAY_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:9/absent",
+    }
+    worker = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gateway"), "worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            worker.wait(timeout=3)  # still running after several failed passes
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=90)
+    assert worker.returncode == 0
+    assert "the database is unavailable" in stderr

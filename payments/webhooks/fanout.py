@@ -1,0 +1,52 @@
+"""Owing an event to every endpoint that subscribes to it, in the event's own transaction, so
+that an event committed is an event that will be delivered."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from payments.ids import new_id
+from payments.models import Event
+from payments.webhooks.models import DeliveryJob, WebhookEndpoint
+
+ALL_EVENTS = "*"
+MAX_ENDPOINTS = 16  # per agency and mode
+
+
+def subscribes(endpoint: WebhookEndpoint, event_type: str) -> bool:
+    return ALL_EVENTS in endpoint.events or event_type in endpoint.events
+
+
+def new_job(event: Event, endpoint_id: str, *, requeued: bool = False) -> DeliveryJob:
+    return DeliveryJob(
+        id=new_id("wj"),
+        event_id=event.id,
+        endpoint_id=endpoint_id,
+        status="pending",
+        attempts=0,
+        next_attempt_at=event.created_at,
+        lease=None,
+        requeued=requeued,
+        created_at=event.created_at,
+        updated_at=event.created_at,
+    )
+
+
+def enqueue(session: Session, event: Event) -> list[DeliveryJob]:
+    """Add a delivery job for each enabled endpoint of the event's agency and mode that
+    subscribes to its type."""
+    endpoints = session.execute(
+        select(WebhookEndpoint)
+        .where(
+            WebhookEndpoint.agency_id == event.agency_id,
+            WebhookEndpoint.livemode == event.livemode,
+            WebhookEndpoint.status == "enabled",
+            WebhookEndpoint.deleted_at.is_(None),
+        )
+        .order_by(WebhookEndpoint.id)
+        .limit(MAX_ENDPOINTS)
+    ).scalars()
+    jobs = [new_job(event, e.id) for e in endpoints if subscribes(e, event.type)]
+    session.add_all(jobs)
+    return jobs
