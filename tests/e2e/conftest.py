@@ -441,6 +441,16 @@ def operator_env(workdir: Path, database_url: str, port: int) -> dict[str, str]:
 
 
 @contextlib.contextmanager
+def database_for(backend: str, workdir: Path) -> Iterator[str]:
+    """A SQLite file in `workdir`, or a fresh PostgreSQL database dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{workdir / 'gateway.db'}"
+    else:
+        with fresh_postgres_database() as url:
+            yield url
+
+
+@contextlib.contextmanager
 def fresh_postgres_database() -> Iterator[str]:
     """A new, empty database on the PostgreSQL server, dropped afterwards."""
     if not postgres_available():
@@ -495,12 +505,14 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running_gateway(backend: str, workdir: Path, database_url: str) -> Iterator[LiveGateway]:
+def running_gateway(
+    backend: str, workdir: Path, database_url: str, extra_env: dict[str, str] | None = None
+) -> Iterator[LiveGateway]:
     port = free_port()
     gw = LiveGateway(
         backend=backend,
         workdir=workdir,
-        env=operator_env(workdir, database_url, port),
+        env={**operator_env(workdir, database_url, port), **(extra_env or {})},
         base_url=f"http://127.0.0.1:{port}",
         database_url=database_url,
         log_path=workdir / "server.log",
@@ -533,9 +545,5 @@ def gateway(
     """`gateway serve` on a fresh database of each backend, shared by the e2e tests."""
     backend: str = request.param
     workdir = tmp_path_factory.mktemp(f"e2e-{backend}")
-    if backend == "sqlite":
-        with running_gateway(backend, workdir, f"sqlite:///{workdir / 'gateway.db'}") as gw:
-            yield gw
-    else:
-        with fresh_postgres_database() as url, running_gateway(backend, workdir, url) as gw:
-            yield gw
+    with database_for(backend, workdir) as url, running_gateway(backend, workdir, url) as gw:
+        yield gw

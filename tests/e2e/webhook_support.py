@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,13 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
-import pytest
 import requests
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
-from tests.conftest import _libpq, postgres_available, postgres_base_url
+from tests.e2e.conftest import database_for, running_gateway
 
 GATEWAY_BIN = Path(sys.executable).parent / "gateway"
 WEBHOOK_ENV = {
@@ -32,9 +26,7 @@ WEBHOOK_ENV = {
     "GATEWAY_WEBHOOK_TIMEOUT_S": "1",
 }
 HTTP_TIMEOUT = (5.0, 30.0)
-STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 25.0
-CLI_TIMEOUT_S = 60.0
 WAIT_S = 20.0
 
 
@@ -142,110 +134,14 @@ class WebhookGateway:
         return Caller(self.base_url, self.keys[agency])
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _cli(env: dict[str, str], cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        [str(GATEWAY_BIN), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-        check=False,
-    )
-    assert done.returncode == 0, (args, done.stdout, done.stderr)
-    return done.stdout
-
-
-def _seeded_keys(output: str) -> dict[str, str]:
-    keys = {}
-    for line in output.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].startswith("gw_"):
-            keys[parts[0]] = parts[1]
-    return keys
-
-
-@contextlib.contextmanager
-def _database(backend: str, workdir: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{workdir / 'gateway.db'}"
-        return
-    if not postgres_available():
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL does not answer at " + postgres_base_url())
-        pytest.skip("PostgreSQL does not answer; set GATEWAY_TEST_POSTGRES_URL")
-    name = f"gwwh_{uuid.uuid4().hex[:12]}"
-    admin = _libpq(postgres_base_url())
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_url(postgres_base_url()).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-def _wait_healthy(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"gateway serve exited:\n{log_path.read_text(errors='replace')}")
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(base_url + "/healthz", timeout=(1.0, 2.0)).status_code == 200:
-                return
-        time.sleep(0.1)
-    pytest.fail(f"gateway not healthy in time:\n{log_path.read_text(errors='replace')}")
-
-
 @contextlib.contextmanager
 def webhook_gateway_running(backend: str, workdir: Path) -> Iterator[WebhookGateway]:
-    port = free_port()
-    with _database(backend, workdir) as database_url:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-        env.update(
-            GATEWAY_ENV="test",
-            GATEWAY_VAR_DIR=str(workdir / "var"),
-            GATEWAY_DATABASE_URL=database_url,
-            GATEWAY_PUBLIC_URL=f"http://127.0.0.1:{port}",
-            GATEWAY_LOG_LEVEL="INFO",
-            XDG_RUNTIME_DIR=str(workdir),
-            PORT=str(port),
-            **WEBHOOK_ENV,
-        )
-        _cli(env, workdir, "db", "upgrade")
-        keys = _seeded_keys(_cli(env, workdir, "demo", "seed"))
-        log_path = workdir / "server.log"
-        with log_path.open("wb") as log:
-            server = subprocess.Popen(
-                [str(GATEWAY_BIN), "serve", "--port", str(port), "--workers", "2", "--no-worker"],
-                cwd=workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        base_url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_healthy(server, base_url, log_path)
-            yield WebhookGateway(backend, workdir, env, base_url, keys)
-        finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=10)
+    """The shared e2e server, started with the webhook settings above."""
+    with (
+        database_for(backend, workdir) as url,
+        running_gateway(backend, workdir, url, extra_env=WEBHOOK_ENV) as live,
+    ):
+        yield WebhookGateway(backend, workdir, live.env, live.base_url, live.keys)
 
 
 @contextlib.contextmanager
