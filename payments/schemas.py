@@ -239,7 +239,8 @@ class EventSchema(Schema):
     data = fields.Dict()
 
 
-def _list_of(item: Schema, name: str) -> type[Schema]:
+def list_of(item: Schema, name: str) -> type[Schema]:
+    """The schema of a list page of `item`s."""
     return Schema.from_dict(
         {
             "object": fields.Constant("list"),
@@ -257,9 +258,9 @@ class PaymentSummarySchema(PaymentSchema):
         exclude = ("payer",)
 
 
-PaymentListSchema = _list_of(PaymentSummarySchema(), "PaymentList")
-RefundListSchema = _list_of(RefundSchema(), "RefundList")
-EventListSchema = _list_of(EventSchema(), "EventList")
+PaymentListSchema = list_of(PaymentSummarySchema(), "PaymentList")
+RefundListSchema = list_of(RefundSchema(), "RefundList")
+EventListSchema = list_of(EventSchema(), "EventList")
 
 
 class BalanceItemSchema(Schema):

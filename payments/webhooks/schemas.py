@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from payments.schemas import EVENT_TYPES, ListQuerySchema, Timestamp
+from payments.schemas import EVENT_TYPES, ListQuerySchema, Timestamp, list_of
 from payments.webhooks.fanout import ALL_EVENTS
 
 
@@ -144,16 +144,5 @@ class RecoverySchema(Schema):
     has_more = fields.Boolean()
 
 
-def _list_of(item: Schema, name: str) -> type[Schema]:
-    return Schema.from_dict(
-        {
-            "object": fields.Constant("list"),
-            "data": fields.List(fields.Nested(item)),
-            "has_more": fields.Boolean(),
-        },
-        name=name,
-    )
-
-
-WebhookEndpointListSchema = _list_of(WebhookEndpointSchema(), "WebhookEndpointList")
-DeliveryListSchema = _list_of(DeliverySchema(), "WebhookDeliveryList")
+WebhookEndpointListSchema = list_of(WebhookEndpointSchema(), "WebhookEndpointList")
+DeliveryListSchema = list_of(DeliverySchema(), "WebhookDeliveryList")
