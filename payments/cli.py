@@ -137,7 +137,7 @@ def ledger_verify() -> None:
     report = audit.audit(_gateway())
     click.echo(
         f"checked {report.transactions} transactions, {report.postings} postings, "
-        f"{report.accounts} accounts"
+        f"{report.accounts} accounts; {report.pending} transactions waiting to be sealed"
     )
     if report.ok:
         click.echo("ledger verified: the hash chain is unbroken and every invariant holds")
@@ -167,7 +167,8 @@ def worker(once: bool) -> None:
             click.echo(
                 f"resolved {report.attempts_resolved} attempts "
                 f"({report.attempts_waiting} still waiting), {report.refunds_resolved} refunds; "
-                f"expired {report.payments_expired} payments"
+                f"expired {report.payments_expired} payments; "
+                f"sealed {report.ledger_transactions_sealed} ledger transactions"
             )
             return
         if stopping:
