@@ -1,5 +1,5 @@
 """A general double-entry book: accounts, balanced append-only journal transactions, postings,
-balances, the hash chain, verification and reports."""
+balances, the hash chain and its sealing, verification and reports."""
 
 from ledger.book import (
     AccountRef,
@@ -17,7 +17,16 @@ from ledger.book import (
     post_many,
     reverse,
 )
-from ledger.models import Account, ChainHead, ChainLink, JournalTransaction, LedgerBase, Posting
+from ledger.chain import SEAL_LIMIT, seal
+from ledger.models import (
+    Account,
+    ChainHead,
+    ChainLink,
+    JournalTransaction,
+    LedgerBase,
+    Posting,
+    Unsealed,
+)
 from ledger.reports import (
     AccountBalance,
     StatementLine,
@@ -28,9 +37,11 @@ from ledger.reports import (
     statement,
     trial_balance,
 )
-from ledger.verify import Problem, Report, verify
+from ledger.verify import SEAL_GRACE, Problem, Report, verify
 
 __all__ = [
+    "SEAL_GRACE",
+    "SEAL_LIMIT",
     "Account",
     "AccountBalance",
     "AccountRef",
@@ -52,6 +63,7 @@ __all__ = [
     "TransactionSpec",
     "TrialBalance",
     "UnbalancedTransaction",
+    "Unsealed",
     "account_balance",
     "balance_as_of",
     "balances",
@@ -59,6 +71,7 @@ __all__ = [
     "post",
     "post_many",
     "reverse",
+    "seal",
     "statement",
     "trial_balance",
     "verify",

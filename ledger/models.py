@@ -1,5 +1,5 @@
 """Ledger tables: accounts with running totals, append-only journal transactions and postings,
-and the hash chain that seals the journal in commit order."""
+the hash chain that seals the journal, and the queue of transactions waiting to be sealed."""
 
 from __future__ import annotations
 
@@ -84,7 +84,8 @@ class Posting(LedgerBase):
 
 
 class ChainLink(LedgerBase):
-    """The journal in commit order: link `seq` hashes link `seq - 1` with one transaction."""
+    """The sealed journal: link `seq` hashes link `seq - 1` with one transaction's content hash.
+    Links follow the order of sealing: by id within one seal, so roughly commit order."""
 
     __tablename__ = "ledger_chain"
 
@@ -94,7 +95,7 @@ class ChainLink(LedgerBase):
 
 
 class ChainHead(LedgerBase):
-    """The newest link, in one row that every posting locks last, just before it commits."""
+    """The newest link, in one row: whoever holds its row lock is the one sealer."""
 
     __tablename__ = "ledger_chain_head"
     __table_args__ = (CheckConstraint("id = 1", name="ck_ledger_chain_head_single"),)
@@ -102,3 +103,14 @@ class ChainHead(LedgerBase):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class Unsealed(LedgerBase):
+    """A posted transaction waiting for its chain link: a queue, not part of the record, so its
+    rows are deleted as they are sealed. Posting adds the row in the posting's own transaction."""
+
+    __tablename__ = "ledger_unsealed"
+
+    transaction_id: Mapped[int] = mapped_column(
+        ForeignKey("ledger_transactions.id"), primary_key=True, autoincrement=False
+    )

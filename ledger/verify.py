@@ -1,9 +1,13 @@
 """Verification of the whole book: the hash chain, every transaction's content and balance,
-every account's totals and limits, and every reversal. Streams in batches."""
+every account's totals and limits, and every reversal. Streams in batches.
+
+A journal transaction outside the chain is a problem unless it is still queued for sealing
+and younger than a grace period: then it is counted as pending, and checked once sealed."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -12,10 +16,20 @@ from sqlalchemy.orm import Session
 
 from ledger.book import Kind
 from ledger.encoding import PostingKey, content_hash, link_hash
-from ledger.models import GENESIS_HASH, Account, ChainHead, ChainLink, JournalTransaction, Posting
+from ledger.models import (
+    GENESIS_HASH,
+    Account,
+    ChainHead,
+    ChainLink,
+    JournalTransaction,
+    Posting,
+    Unsealed,
+)
 
 BATCH = 1000
 MAX_PROBLEMS = 100
+# How long a posted transaction may wait in the queue before its missing link is a problem.
+SEAL_GRACE = dt.timedelta(minutes=5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +47,7 @@ class Report:
     transactions: int = 0
     postings: int = 0
     accounts: int = 0
+    pending: int = 0  # queued for sealing, younger than the grace period
     problems: list[Problem] = dataclasses.field(default_factory=list)
 
     @property
@@ -143,17 +158,28 @@ def _check_chain(session: Session, report: Report) -> None:
         report.add("chain", "chain head", f"names link {head.seq}, the chain ends at {last_seq}")
     if head is None and last_seq:
         report.add("chain", "chain head", "is missing")
-    unchained = session.execute(
-        select(JournalTransaction.id, JournalTransaction.external_id)
-        .outerjoin(ChainLink, ChainLink.transaction_id == JournalTransaction.id)
+
+
+def _check_unsealed(session: Session, report: Report, cutoff: dt.datetime) -> None:
+    """Journal transactions outside the chain: pending if queued since `cutoff` or later."""
+    journal = JournalTransaction
+    queued = Unsealed.transaction_id.is_not(None)
+    unsealed = (
+        select(journal.id, journal.external_id, journal.created_at, queued.label("queued"))
+        .outerjoin(ChainLink, ChainLink.transaction_id == journal.id)
+        .outerjoin(Unsealed, Unsealed.transaction_id == journal.id)
         .where(ChainLink.seq.is_(None))
-        .order_by(JournalTransaction.id)
-        .limit(MAX_PROBLEMS)
-    ).all()
-    for row in unchained:
-        report.add(
-            "chain", f"transaction {row.id} ({row.external_id})", "was inserted outside the chain"
-        )
+    )
+    pending = queued & (journal.created_at >= cutoff)
+    report.pending = session.execute(
+        select(func.count()).select_from(unsealed.where(pending).subquery())
+    ).scalar_one()
+    for row in session.execute(unsealed.where(~pending).order_by(journal.id).limit(MAX_PROBLEMS)):
+        where = f"transaction {row.id} ({row.external_id})"
+        if row.queued:
+            report.add("chain", where, f"was never sealed: queued since {row.created_at}")
+        else:
+            report.add("chain", where, "is neither in the chain nor queued for sealing")
 
 
 def _check_accounts(session: Session, report: Report) -> None:
@@ -208,10 +234,14 @@ def _check_reversals(session: Session, report: Report) -> None:
                 )
 
 
-def verify(session: Session) -> Report:
-    """Check every invariant of the book; a report without problems means it is intact."""
+def verify(
+    session: Session, *, now: dt.datetime | None = None, grace: dt.timedelta = SEAL_GRACE
+) -> Report:
+    """Check every invariant of the book; a report without problems means it is intact.
+    Transactions queued for sealing less than `grace` before `now` are only counted."""
     report = Report()
     _check_chain(session, report)
+    _check_unsealed(session, report, (now or dt.datetime.now(dt.UTC)) - grace)
     _check_accounts(session, report)
     _check_reversals(session, report)
     return report

@@ -142,7 +142,7 @@ def ledger_verify() -> None:
     report = audit.audit(_gateway())
     click.echo(
         f"checked {report.transactions} transactions, {report.postings} postings, "
-        f"{report.accounts} accounts"
+        f"{report.accounts} accounts; {report.pending} transactions waiting to be sealed"
     )
     if report.ok:
         click.echo("ledger verified: the hash chain is unbroken and every invariant holds")
@@ -170,6 +170,7 @@ def worker(once: bool) -> None:
             f"resolved {report.attempts_resolved} attempts "
             f"({report.attempts_waiting} still waiting), {report.refunds_resolved} refunds; "
             f"expired {report.payments_expired} payments; "
+            f"sealed {report.ledger_transactions_sealed} ledger transactions; "
             f"delivered {report.webhooks_delivered} webhooks "
             f"({report.webhooks_retrying} to retry, {report.webhooks_failed} failed)"
         )

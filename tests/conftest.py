@@ -18,6 +18,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
 from config import Settings
+from ledger.models import GENESIS_HASH
 from payments import clock
 from payments.api.app import create_app
 from payments.db import make_engine
@@ -71,10 +72,15 @@ def postgres_url() -> Iterator[str]:
 
 
 def _truncate_postgres(url: str) -> None:
+    """Empty every table, back to the rows the migrations seed (the ledger's chain head)."""
     engine = make_engine(url)
     tables = [t for t in inspect(engine).get_table_names() if t != "alembic_version"]
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        conn.execute(
+            text("INSERT INTO ledger_chain_head (id, seq, hash) VALUES (1, 0, :genesis)"),
+            {"genesis": GENESIS_HASH},
+        )
     engine.dispose()
 
 

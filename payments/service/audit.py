@@ -9,6 +9,7 @@ from collections import defaultdict
 from sqlalchemy import func, select
 
 import ledger
+from payments import clock
 from payments.gateway import Gateway
 from payments.models import Payment, Refund
 from payments.postings import CLEARING, PAYABLE, account_code
@@ -55,7 +56,7 @@ def _expected_balances(gw: Gateway) -> dict[Key, int]:
 def audit(gw: Gateway) -> ledger.Report:
     """Every ledger invariant, then every payable and clearing account against the payments."""
     with gw.db.read() as session:
-        report = ledger.verify(session)
+        report = ledger.verify(session, now=clock.now())
         book = ledger.trial_balance(session)
     actual = {
         (a.code, a.currency): a.balance_minor

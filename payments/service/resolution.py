@@ -1,6 +1,7 @@
 """The worker's use cases: ask acquirers about unknown outcomes, expire abandoned payments,
-forget old idempotency keys, deliver webhooks. Each item is its own transaction; acquirer
-calls and webhook POSTs sit outside."""
+forget old idempotency keys, seal the ledger's queued transactions into its hash chain,
+deliver webhooks. Each item is its own transaction; acquirer calls and webhook POSTs sit
+outside."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import logging
 
 from sqlalchemy import delete, select
 
+import ledger
 from payments import clock
 from payments.gateway import Gateway
 from payments.models import Attempt, IdempotencyRecord, Payment, Refund
@@ -29,6 +31,7 @@ class PassReport:
     refunds_resolved: int = 0
     payments_expired: int = 0
     idempotency_keys_purged: int = 0
+    ledger_transactions_sealed: int = 0
     webhooks_delivered: int = 0
     webhooks_retrying: int = 0
     webhooks_failed: int = 0
@@ -138,6 +141,17 @@ def purge_idempotency_keys(gw: Gateway, report: PassReport) -> None:
         report.idempotency_keys_purged += int(getattr(result, "rowcount", 0) or 0)
 
 
+def seal_ledger(gw: Gateway, report: PassReport) -> None:
+    """Chain the ledger transactions whose postings left them queued (another transaction
+    held the chain head), a bounded batch per transaction, until the queue is drained."""
+    while True:
+        with gw.db.transaction() as session:
+            sealed = ledger.seal(session, limit=ledger.SEAL_LIMIT)
+        report.ledger_transactions_sealed += sealed
+        if sealed < ledger.SEAL_LIMIT:
+            return
+
+
 def run_pass(gw: Gateway) -> PassReport:
     """One pass of every worker duty."""
     report = PassReport()
@@ -145,6 +159,7 @@ def run_pass(gw: Gateway) -> PassReport:
     resolve_refunds(gw, report)
     expire_payments(gw, report)
     purge_idempotency_keys(gw, report)
+    seal_ledger(gw, report)
     delivered = deliver_due(gw)  # last: it sends the events the duties above just wrote
     report.webhooks_delivered = delivered.delivered
     report.webhooks_retrying = delivered.retrying

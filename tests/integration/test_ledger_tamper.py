@@ -67,6 +67,18 @@ TAMPERING = {
         "chain",
         "transaction 99 (forged)",
     ),
+    "transaction queued out of band": (
+        [
+            "INSERT INTO ledger_transactions (id, external_id, description, effective_at,"
+            " created_at, metadata, content_hash) VALUES (99, 'forged', 'forged',"
+            " '2026-01-01 00:00:00', '2026-01-01 00:00:00', '{}', 'x')",
+            "INSERT INTO ledger_postings (transaction_id, account_id, direction, amount_minor)"
+            " VALUES (99, 1, 'debit', 5), (99, 2, 'credit', 5)",
+            "INSERT INTO ledger_unsealed (transaction_id) VALUES (99)",
+        ],
+        "chain",
+        "transaction 99 (forged)",
+    ),
     "rewritten link": (
         ["UPDATE ledger_chain SET hash = '" + "a" * 64 + "' WHERE seq = 2"],
         "chain",

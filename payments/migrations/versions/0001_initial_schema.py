@@ -286,6 +286,15 @@ def upgrade() -> None:
         sa.UniqueConstraint("transaction_id"),
     )
     op.create_table(
+        "ledger_unsealed",
+        sa.Column("transaction_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["transaction_id"],
+            ["ledger_transactions.id"],
+        ),
+        sa.PrimaryKeyConstraint("transaction_id"),
+    )
+    op.create_table(
         "ledger_postings",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("transaction_id", sa.Integer(), nullable=False),
@@ -324,6 +333,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_ledger_postings_account")
 
     op.drop_table("ledger_postings")
+    op.drop_table("ledger_unsealed")
     op.drop_table("ledger_chain")
     with op.batch_alter_table("ledger_transactions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ledger_transactions_effective_at"))

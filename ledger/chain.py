@@ -1,0 +1,127 @@
+"""Sealing: appending queued, committed journal transactions to the hash chain.
+
+A posting never waits for the chain. It stores its content hash and queues itself in
+`ledger_unsealed` in its own transaction; whoever holds the chain head's row lock is the one
+sealer. A seal appends, in one transaction, a link for each queued transaction it can see (by
+id within the seal), moves the head to the last link and empties those queue rows, so a
+transaction is sealed exactly once and the chain never forks.
+
+On PostgreSQL the statement that inserts a posting's journal rows also tries the head with
+SKIP LOCKED (see `ledger.store`). If it gets it, the posting seals in its next statement,
+whose snapshot is taken after the lock, so it sees everything the previous sealer committed;
+if not, its rows stay queued for the next sealer or the worker's `seal`, which waits for the
+head. On SQLite writers are serialized anyway, and a posting seals inline.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import Connection, Table, delete, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ledger.encoding import link_hash
+from ledger.models import GENESIS_HASH, ChainHead, ChainLink, JournalTransaction, Unsealed
+
+# Queued transactions sealed at most per call of `seal` (the worker calls it until done).
+SEAL_LIMIT = 1000
+
+HEAD = cast(Table, ChainHead.__table__)
+LINKS = cast(Table, ChainLink.__table__)
+QUEUE = cast(Table, Unsealed.__table__)
+JOURNAL = cast(Table, JournalTransaction.__table__)
+
+# One PostgreSQL statement for a whole seal, run by the holder of the head lock: the queued
+# transactions in id order (any already chained are only dequeued), their links computed
+# as `link_hash` computes them, appended, dequeued, and the head moved. Returns the count.
+SEAL_SQL = text(
+    """
+    WITH RECURSIVE taken AS MATERIALIZED (
+        SELECT u.transaction_id,
+               (SELECT content_hash FROM ledger_transactions WHERE id = u.transaction_id)
+                   AS digest,
+               EXISTS (SELECT FROM ledger_chain WHERE transaction_id = u.transaction_id)
+                   AS chained
+        FROM ledger_unsealed AS u ORDER BY u.transaction_id LIMIT :limit
+    ), queued AS MATERIALIZED (
+        SELECT array_agg(transaction_id ORDER BY transaction_id) AS ids,
+               array_agg(digest ORDER BY transaction_id) AS digests
+        FROM taken WHERE NOT chained
+    ), links (n, seq, transaction_id, hash) AS (
+        SELECT 0, seq, CAST(NULL AS integer), CAST(hash AS text)
+        FROM ledger_chain_head WHERE id = 1
+        UNION ALL
+        SELECT l.n + 1, l.seq + 1, q.ids[l.n + 1],
+               encode(sha256(convert_to(l.hash || q.digests[l.n + 1], 'UTF8')), 'hex')
+        FROM links AS l, queued AS q WHERE l.n < cardinality(q.ids)
+    ), appended AS (
+        INSERT INTO ledger_chain (seq, transaction_id, hash)
+        SELECT seq, transaction_id, hash FROM links WHERE n > 0
+    ), dequeued AS (
+        DELETE FROM ledger_unsealed WHERE transaction_id IN (SELECT transaction_id FROM taken)
+    ), moved AS (
+        UPDATE ledger_chain_head AS h SET seq = last.seq, hash = last.hash
+        FROM (SELECT seq, hash FROM links ORDER BY n DESC LIMIT 1) AS last
+        WHERE h.id = 1 AND last.seq <> h.seq
+    )
+    SELECT coalesce(cardinality(ids), 0) FROM queued
+    """
+)
+
+
+def _lock_head(conn: Connection) -> tuple[int, str]:
+    """Wait for the head's row lock (on SQLite the write lock is held already); a database
+    without a head row gets the genesis head."""
+    query = select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1).with_for_update()
+    head = conn.execute(query).first()
+    if head is None:
+        insert_ = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(
+            insert_(HEAD)
+            .values(id=1, seq=0, hash=GENESIS_HASH)
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        head = conn.execute(query).one()
+    return int(head.seq), str(head.hash)
+
+
+def _seal_portable(conn: Connection, head: tuple[int, str], limit: int | None) -> int:
+    """The same seal as `SEAL_SQL`, with the links computed here."""
+    taken = conn.execute(
+        select(QUEUE.c.transaction_id, JOURNAL.c.content_hash, LINKS.c.seq)
+        .join(JOURNAL, JOURNAL.c.id == QUEUE.c.transaction_id)
+        .outerjoin(LINKS, LINKS.c.transaction_id == QUEUE.c.transaction_id)
+        .order_by(QUEUE.c.transaction_id)
+        .limit(limit)
+    ).all()
+    if not taken:
+        return 0
+    seq, link = head
+    links = []
+    for transaction_id, digest, chained in taken:
+        if chained is None:
+            seq, link = seq + 1, link_hash(link, digest)
+            links.append({"seq": seq, "transaction_id": transaction_id, "hash": link})
+    conn.execute(delete(QUEUE).where(QUEUE.c.transaction_id.in_([row[0] for row in taken])))
+    if links:
+        conn.execute(insert(LINKS), links)
+        conn.execute(update(HEAD).where(HEAD.c.id == 1).values(seq=seq, hash=link))
+    return len(links)
+
+
+def seal_queue(conn: Connection, limit: int | None = None) -> int:
+    """Seal up to `limit` queued transactions that are committed or the caller's own; the
+    caller holds the head (PostgreSQL) or the write lock (SQLite). Returns how many."""
+    if conn.dialect.name != "postgresql":
+        return _seal_portable(conn, _lock_head(conn), limit)
+    return int(conn.execute(SEAL_SQL, {"limit": limit}).scalar_one())
+
+
+def seal(session: Session, *, limit: int | None = SEAL_LIMIT) -> int:
+    """Seal up to `limit` queued transactions, waiting for the head if another sealer holds
+    it (the worker's duty: postings that found the head taken leave their rows queued)."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        _lock_head(conn)
+    return seal_queue(conn, limit)
