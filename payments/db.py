@@ -73,6 +73,15 @@ class Database:
         with _unavailable_on_outage(), self._read() as session:
             yield session
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read-only transaction in which every query sees the same moment (audits): on
+        PostgreSQL REPEATABLE READ; a SQLite read transaction is one snapshot already."""
+        with self.read() as session:
+            if self.dialect == "postgresql":
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            yield session
+
     def dispose(self) -> None:
         self.engine.dispose()
 

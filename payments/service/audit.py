@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 import ledger
 from payments import clock
@@ -18,31 +19,30 @@ from payments.states import RefundStatus
 Key = tuple[str, str]  # (account code, currency)
 
 
-def _expected_balances(gw: Gateway) -> dict[Key, int]:
+def _expected_balances(session: Session) -> dict[Key, int]:
     expected: dict[Key, int] = defaultdict(int)
-    with gw.db.read() as session:
-        captured = session.execute(
-            select(
-                Payment.agency_id,
-                Payment.livemode,
-                Payment.provider,
-                Payment.currency,
-                func.sum(Payment.amount_captured_minor),
-            )
-            .where(Payment.amount_captured_minor > 0)
-            .group_by(Payment.agency_id, Payment.livemode, Payment.provider, Payment.currency)
-        ).all()
-        refunded = session.execute(
-            select(
-                Refund.agency_id,
-                Refund.livemode,
-                Refund.provider,
-                Refund.currency,
-                func.sum(Refund.amount_minor),
-            )
-            .where(Refund.status == RefundStatus.SUCCEEDED.value)
-            .group_by(Refund.agency_id, Refund.livemode, Refund.provider, Refund.currency)
-        ).all()
+    captured = session.execute(
+        select(
+            Payment.agency_id,
+            Payment.livemode,
+            Payment.provider,
+            Payment.currency,
+            func.sum(Payment.amount_captured_minor),
+        )
+        .where(Payment.amount_captured_minor > 0)
+        .group_by(Payment.agency_id, Payment.livemode, Payment.provider, Payment.currency)
+    ).all()
+    refunded = session.execute(
+        select(
+            Refund.agency_id,
+            Refund.livemode,
+            Refund.provider,
+            Refund.currency,
+            func.sum(Refund.amount_minor),
+        )
+        .where(Refund.status == RefundStatus.SUCCEEDED.value)
+        .group_by(Refund.agency_id, Refund.livemode, Refund.provider, Refund.currency)
+    ).all()
     for rows, sign in ((captured, 1), (refunded, -1)):
         for agency, livemode, provider, currency, amount in rows:
             for template, _kind in (PAYABLE, CLEARING):
@@ -55,15 +55,15 @@ def _expected_balances(gw: Gateway) -> dict[Key, int]:
 
 def audit(gw: Gateway) -> ledger.Report:
     """Every ledger invariant, then every payable and clearing account against the payments."""
-    with gw.db.read() as session:
+    with gw.db.snapshot() as session:  # the book and the payments as of one moment
         report = ledger.verify(session, now=clock.now())
         book = ledger.trial_balance(session)
+        expected = _expected_balances(session)
     actual = {
         (a.code, a.currency): a.balance_minor
         for a in book.accounts
         if a.code.removeprefix("test:").startswith(("agency:", "acquirer:"))
     }
-    expected = _expected_balances(gw)
     for key in sorted(set(actual) | set(expected)):
         if actual.get(key, 0) != expected.get(key, 0):
             report.add(

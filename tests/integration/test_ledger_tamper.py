@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import text
 
 from config import Settings
 from payments.gateway import Gateway
@@ -131,3 +133,30 @@ def test_gateway_ledger_verify_exits_1_naming_what_broke(gw: Gateway) -> None:
     bad = _cli(gw.settings, "ledger", "verify")
     assert bad.returncode == 1
     assert "first broken: content: transaction 2 (t2)" in bad.stderr
+
+
+def test_the_audit_ties_the_book_to_the_payments(
+    client: FlaskClient, agency_key: str, gw: Gateway
+) -> None:
+    from payments.service.audit import audit
+    from tests.conftest import PAYMENT, auth, card
+
+    for amount in (12500, 7000):
+        created = client.post(
+            "/v1/payments", json={**PAYMENT, "amount": amount}, headers=auth(agency_key)
+        )
+        assert created.json is not None
+        client.post(
+            f"/v1/payments/{created.json['id']}/confirm", json=card(), headers=auth(agency_key)
+        )
+    assert audit(gw).ok
+    # A payment's captured amount changed behind the gateway's back: the book no longer agrees.
+    with gw.db.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE payments SET amount_captured_minor = 6999 WHERE amount_minor = 7000")
+        )
+    report = audit(gw)
+    assert [(p.check, p.where) for p in report.problems] == [
+        ("gateway", "account test:acquirer:sandbox:clearing OMR"),
+        ("gateway", "account test:agency:om-moh:payable OMR"),
+    ]
