@@ -44,7 +44,6 @@ class Settings:
     stripe_webhook_secret: str | None = None
     sandbox_database: Path = Path("var/sandbox.db")
     payment_expiry_s: int = 90 * 60
-    provider_timeout_s: float = 30.0
     max_body_bytes: int = 64 * 1024
     idempotency_ttl_s: int = 24 * 60 * 60
     log_level: str = "INFO"

@@ -15,22 +15,15 @@ head. On SQLite writers are serialized anyway, and a posting seals inline.
 
 from __future__ import annotations
 
-from typing import cast
-
-from sqlalchemy import Connection, Table, delete, insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from ledger.encoding import link_hash
-from ledger.models import GENESIS_HASH, ChainHead, ChainLink, JournalTransaction, Unsealed
+from ledger.models import GENESIS_HASH, HEAD, JOURNAL, LINKS, QUEUE, dialect_insert
 
 # Queued transactions sealed at most per call of `seal` (the worker calls it until done).
 SEAL_LIMIT = 1000
 
-HEAD = cast(Table, ChainHead.__table__)
-LINKS = cast(Table, ChainLink.__table__)
-QUEUE = cast(Table, Unsealed.__table__)
-JOURNAL = cast(Table, JournalTransaction.__table__)
 
 # One PostgreSQL statement for a whole seal, run by the holder of the head lock: the queued
 # transactions in id order (any already chained are only dequeued), their links computed
@@ -76,9 +69,8 @@ def _lock_head(conn: Connection) -> tuple[int, str]:
     query = select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1).with_for_update()
     head = conn.execute(query).first()
     if head is None:
-        insert_ = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         conn.execute(
-            insert_(HEAD)
+            dialect_insert(conn)(HEAD)
             .values(id=1, seq=0, hash=GENESIS_HASH)
             .on_conflict_do_nothing(index_elements=["id"])
         )

@@ -4,18 +4,21 @@ the hash chain that seals the journal, and the queue of transactions waiting to 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
+    Connection,
     ForeignKey,
     Index,
     Integer,
     String,
+    Table,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ledger.types import UTCDateTime
@@ -114,3 +117,17 @@ class Unsealed(LedgerBase):
     transaction_id: Mapped[int] = mapped_column(
         ForeignKey("ledger_transactions.id"), primary_key=True, autoincrement=False
     )
+
+
+# Core handles for the hot paths (posting and sealing), which skip the ORM's bookkeeping.
+ACCOUNTS = cast(Table, Account.__table__)
+JOURNAL = cast(Table, JournalTransaction.__table__)
+POSTINGS = cast(Table, Posting.__table__)
+LINKS = cast(Table, ChainLink.__table__)
+HEAD = cast(Table, ChainHead.__table__)
+QUEUE = cast(Table, Unsealed.__table__)
+
+
+def dialect_insert(conn: Connection) -> Any:
+    """INSERT with ON CONFLICT for the connection's database."""
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert

@@ -17,17 +17,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, text, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, bindparam, insert, select, text, tuple_, update
+from sqlalchemy.dialects import sqlite
 
-from ledger.models import Account, JournalTransaction, Posting, Unsealed
-
-ACCOUNTS = cast(Table, Account.__table__)
-JOURNAL = cast(Table, JournalTransaction.__table__)
-POSTINGS = cast(Table, Posting.__table__)
-QUEUE = cast(Table, Unsealed.__table__)
+from ledger.models import ACCOUNTS, JOURNAL, POSTINGS, QUEUE, dialect_insert
 
 Key = tuple[str, str]  # (account code, currency)
 
@@ -193,7 +188,7 @@ def _create_missing(conn: Connection, accounts: list[AccountChange], now: dt.dat
         if (a.code, a.currency) not in existing
     ]
     if missing:  # else another transaction created them since the caller looked
-        insert_ = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        insert_ = dialect_insert(conn)
         statement = insert_(ACCOUNTS).on_conflict_do_nothing(index_elements=["code", "currency"])
         conn.execute(statement, missing)
 

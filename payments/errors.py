@@ -72,12 +72,6 @@ class Conflict(GatewayError):
     code = "invalid_state"
 
 
-class RateLimited(GatewayError):
-    status = 429
-    type = "rate_limited"
-    code = "rate_limited"
-
-
 class ProviderFailed(GatewayError):
     status = 502
     type = "provider"

@@ -27,17 +27,6 @@ def exponent(currency: str) -> int:
         raise AmountError(f"unsupported currency {currency!r}") from None
 
 
-def check_amount(amount_minor: object) -> int:
-    """Return the amount if it is a positive integer of minor units within the maximum."""
-    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
-        raise AmountError("amount must be an integer number of minor units")
-    if amount_minor <= 0:
-        raise AmountError("amount must be positive")
-    if amount_minor > MAX_AMOUNT_MINOR:
-        raise AmountError(f"amount must be at most {MAX_AMOUNT_MINOR}")
-    return amount_minor
-
-
 def format_major(amount_minor: int, currency: str) -> str:
     """Format minor units as a decimal string of major units: 12500 OMR -> '12.500'."""
     exp = exponent(currency)

@@ -69,8 +69,13 @@ class Timestamp(fields.Field[dt.datetime]):
             raise ValidationError("Must be an RFC 3339 time between years 1 and 9999.") from None
 
 
+def unstorable(text: str) -> bool:
+    """Whether text holds NUL or an unpaired surrogate, which no database keeps alike."""
+    return "\x00" in text or any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
 def _storable(value: str) -> None:
-    if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+    if unstorable(value):
         raise ValidationError("Must not contain NUL or unpaired surrogate characters.")
 
 

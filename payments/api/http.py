@@ -22,6 +22,7 @@ from payments.errors import (
     PayloadTooLarge,
     ValidationFailed,
 )
+from payments.schemas import unstorable
 from payments.service.access import authenticate
 
 log = logging.getLogger("gateway.http")
@@ -146,7 +147,7 @@ def _check_document(body: Any) -> None:
                 f"the body is nested deeper than {MAX_DEPTH} levels", code="body_too_deep"
             )
         if isinstance(value, str):
-            if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+            if unstorable(value):
                 raise InvalidRequest(
                     "the body holds a NUL character or an unpaired surrogate, which no field "
                     "may hold",

@@ -21,7 +21,13 @@ from payments.ids import is_id, new_id
 from payments.models import Agency, Attempt, Payment
 from payments.routing import route
 from payments.service.access import Principal
-from payments.service.outcomes import apply_result, move, no_acquirer, open_attempt
+from payments.service.outcomes import (
+    OPEN_ATTEMPT_GRACE_S,
+    apply_result,
+    move,
+    no_acquirer,
+    open_attempt,
+)
 from payments.states import AttemptStatus, PaymentStatus, check_transition
 from providers import AuthorizeRequest, Card, Outcome, ProviderResult
 from providers.cards import brand, digits_only, expired, fingerprint, luhn_ok
@@ -280,7 +286,7 @@ def _authorisation_action(
         attempt.pending_action = action
         attempt.action_key = f"{attempt.id}-{action}"
         attempt.action_amount_minor = amount_minor
-        attempt.next_check_at = clock.now() + dt.timedelta(seconds=120)
+        attempt.next_check_at = clock.now() + dt.timedelta(seconds=OPEN_ATTEMPT_GRACE_S)
         reference = attempt.provider_reference or ""
     provider = gw.providers.get(attempt.provider)
     key = attempt.action_key

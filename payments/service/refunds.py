@@ -10,7 +10,7 @@ from payments import clock
 from payments.errors import Conflict, NotFound, ValidationFailed
 from payments.gateway import Gateway
 from payments.ids import is_id, new_id
-from payments.models import Payment, Refund
+from payments.models import Refund
 from payments.service.access import Principal
 from payments.service.outcomes import OPEN_ATTEMPT_GRACE_S, apply_refund_result
 from payments.service.payments import Page, load_payment, paginate, scoped
@@ -104,10 +104,3 @@ def list_refunds(
         load_payment(session, principal, payment_id)
         query = select(Refund).where(Refund.payment_id == payment_id)
         return paginate(session, query, Refund, page)
-
-
-def payment_of(gw: Gateway, refund: Refund) -> Payment:
-    with gw.db.read() as session:
-        payment = session.get(Payment, refund.payment_id)
-    assert payment is not None
-    return payment
