@@ -1,12 +1,11 @@
 """Posting balanced transactions and their reversals, inside the caller's database transaction.
 
-The order of work keeps concurrent postings safe and fast: the journal rows first (the unique
+The batch goes to the store in one call (see `ledger.store`): journal rows first (the unique
 external id settles duplicates), queued for sealing, with a try for the chain head that never
-waits; if it got the head, the posting seals the queue into the hash chain (see
-`ledger.chain`); then the accounts, locked by one statement in sorted order (so no deadlock),
-with their new totals and the postings (see `ledger.store`); and last the kinds and limits
-are checked. No lock is shared by all postings, so they commit side by side. Batches take
-the same path, with one statement per step.
+waits, and a seal if it got it (see `ledger.chain`); then each account in sorted order (so no
+deadlock), locked by the update of its totals, and the postings. Then repeats are compared
+with what they repeat, and last kinds and limits are checked; a refusal raises and the
+caller rolls back. No lock is shared by all postings, so they commit side by side.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ledger import chain, store
+from ledger import store
 from ledger.encoding import PostingKey, content_hash
 from ledger.models import Account, JournalTransaction, Posting
 
@@ -168,26 +167,10 @@ def _prepare(spec: TransactionSpec, reverses: tuple[int, str] | None) -> _Pendin
     return _Pending(spec, wanted, digest, reverses)
 
 
-def _claim_external_ids(session: Session, batch: list[_Pending], now: dt.datetime) -> bool:
-    """Insert the journal rows; a row whose external id exists already is a repeat, which
-    must carry the same postings. Returns whether this transaction may seal."""
-    inserted = store.insert_journal(
-        session.connection(),
-        [
-            store.JournalRow(
-                external_id=item.spec.external_id,
-                description=item.spec.description,
-                effective_at=item.spec.effective_at,
-                metadata=item.spec.metadata,
-                reverses_id=item.reverses[0] if item.reverses else None,
-                content_hash=item.digest,
-            )
-            for item in batch
-        ],
-        now,
-    )
+def _compare_repeats(session: Session, batch: list[_Pending]) -> None:
+    """A transaction whose external id existed is a repeat: it must carry the same postings,
+    and answers with the original."""
     for item in batch:
-        item.transaction_id = inserted.ids.get(item.spec.external_id)
         if item.transaction_id is not None:
             continue
         existing = session.execute(
@@ -201,30 +184,45 @@ def _claim_external_ids(session: Session, batch: list[_Pending], now: dt.datetim
                 f"{item.spec.external_id} was already posted: {_difference(recorded, item.wanted)}"
             )
         item.transaction_id, item.digest, item.replayed = existing.id, existing.content_hash, True
-    return inserted.holds_head
 
 
-def _changes(fresh: list[_Pending]) -> tuple[list[store.AccountChange], list[store.PostingRow]]:
-    """What the batch adds to each account (sorted by code and currency), and its postings.
-    An account missing yet is created with the kind and limit of its first reference."""
+def _rows(
+    batch: list[_Pending],
+) -> tuple[list[store.JournalRow], list[store.AccountRow], list[store.PostingRow]]:
+    """The batch as rows for the store: its accounts distinct and sorted by code and currency,
+    each created (if missing) with the kind and limit of its first reference in that order."""
     refs: dict[tuple[str, str], AccountRef] = {}
-    added: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    postings = []
-    for item in fresh:
+    for item in batch:
         for entry in item.spec.entries:
             key = (entry.account.code, entry.account.currency)
             refs[key] = min(refs.get(key, entry.account), entry.account)
-            added[key][0 if entry.direction is Direction.DEBIT else 1] += entry.amount_minor
-            postings.append(
-                store.PostingRow(
-                    item.transaction_id or 0, *key, entry.direction.value, entry.amount_minor
-                )
-            )
-    accounts = [
-        store.AccountChange(*key, refs[key].kind.value, refs[key].min_balance_minor, *added[key])
-        for key in sorted(refs)
+    keys = sorted(refs)
+    position = {key: index for index, key in enumerate(keys)}
+    journal = [
+        store.JournalRow(
+            external_id=item.spec.external_id,
+            description=item.spec.description,
+            effective_at=item.spec.effective_at,
+            metadata=item.spec.metadata,
+            reverses_id=item.reverses[0] if item.reverses else None,
+            content_hash=item.digest,
+        )
+        for item in batch
     ]
-    return accounts, postings
+    accounts = [
+        store.AccountRow(*key, refs[key].kind.value, refs[key].min_balance_minor) for key in keys
+    ]
+    postings = [
+        store.PostingRow(
+            number,
+            position[(entry.account.code, entry.account.currency)],
+            entry.direction.value,
+            entry.amount_minor,
+        )
+        for number, item in enumerate(batch)
+        for entry in item.spec.entries
+    ]
+    return journal, accounts, postings
 
 
 def _check_accounts(fresh: list[_Pending], before: dict[tuple[str, str], store.Totals]) -> None:
@@ -274,14 +272,14 @@ def post_many(
         earlier = seen.setdefault(item.spec.external_id, item.wanted)
         if earlier is not item.wanted:
             raise LedgerError(f"{item.spec.external_id} appears twice in one batch")
-    holds_head = _claim_external_ids(session, batch, now) if batch else False
+    if not batch:
+        return []
+    written = store.post_batch(session.connection(), *_rows(batch), now)
+    for item, transaction_id in zip(batch, written.transaction_ids, strict=True):
+        item.transaction_id = transaction_id
+    _compare_repeats(session, batch)
     fresh = [item for item in batch if not item.replayed]
-    if fresh:
-        conn = session.connection()
-        if holds_head:  # sealing before the account locks are taken keeps them short
-            chain.seal_queue(conn)
-        accounts, postings = _changes(fresh)
-        _check_accounts(fresh, store.post_entries(conn, accounts, postings, now))
+    _check_accounts(fresh, written.before)
     return [
         Posted(item.transaction_id or 0, item.spec.external_id, item.digest, item.replayed)
         for item in batch

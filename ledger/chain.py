@@ -6,9 +6,9 @@ sealer. A seal appends, in one transaction, a link for each queued transaction i
 id within the seal), moves the head to the last link and empties those queue rows, so a
 transaction is sealed exactly once and the chain never forks.
 
-On PostgreSQL the statement that inserts a posting's journal rows also tries the head with
-SKIP LOCKED (see `ledger.store`). If it gets it, the posting seals in its next statement,
-whose snapshot is taken after the lock, so it sees everything the previous sealer committed;
+On PostgreSQL, `ledger_post` tries the head with SKIP LOCKED after inserting a posting's journal
+rows (see `ledger.store`). If it gets it, the posting seals in its next statement, whose
+snapshot is taken after the lock, so it sees everything the previous sealer committed;
 if not, its rows stay queued for the next sealer or the worker's `seal`, which waits for the
 head. On SQLite writers are serialized anyway, and a posting seals inline.
 """
@@ -21,46 +21,15 @@ from sqlalchemy.orm import Session
 from ledger.encoding import link_hash
 from ledger.models import GENESIS_HASH, HEAD, JOURNAL, LINKS, QUEUE, dialect_insert
 
-# Queued transactions sealed at most per call of `seal` (the worker calls it until done).
+# Queued transactions sealed at most per seal (the worker calls `seal` until done); the
+# posting-time seal in `ledger_post` uses the same figure.
 SEAL_LIMIT = 1000
 
 
-# One PostgreSQL statement for a whole seal, run by the holder of the head lock: the queued
-# transactions in id order (any already chained are only dequeued), their links computed
-# as `link_hash` computes them, appended, dequeued, and the head moved. Returns the count.
-SEAL_SQL = text(
-    """
-    WITH RECURSIVE taken AS MATERIALIZED (
-        SELECT u.transaction_id,
-               (SELECT content_hash FROM ledger_transactions WHERE id = u.transaction_id)
-                   AS digest,
-               EXISTS (SELECT FROM ledger_chain WHERE transaction_id = u.transaction_id)
-                   AS chained
-        FROM ledger_unsealed AS u ORDER BY u.transaction_id LIMIT :limit
-    ), queued AS MATERIALIZED (
-        SELECT array_agg(transaction_id ORDER BY transaction_id) AS ids,
-               array_agg(digest ORDER BY transaction_id) AS digests
-        FROM taken WHERE NOT chained
-    ), links (n, seq, transaction_id, hash) AS (
-        SELECT 0, seq, CAST(NULL AS integer), CAST(hash AS text)
-        FROM ledger_chain_head WHERE id = 1
-        UNION ALL
-        SELECT l.n + 1, l.seq + 1, q.ids[l.n + 1],
-               encode(sha256(convert_to(l.hash || q.digests[l.n + 1], 'UTF8')), 'hex')
-        FROM links AS l, queued AS q WHERE l.n < cardinality(q.ids)
-    ), appended AS (
-        INSERT INTO ledger_chain (seq, transaction_id, hash)
-        SELECT seq, transaction_id, hash FROM links WHERE n > 0
-    ), dequeued AS (
-        DELETE FROM ledger_unsealed WHERE transaction_id IN (SELECT transaction_id FROM taken)
-    ), moved AS (
-        UPDATE ledger_chain_head AS h SET seq = last.seq, hash = last.hash
-        FROM (SELECT seq, hash FROM links ORDER BY n DESC LIMIT 1) AS last
-        WHERE h.id = 1 AND last.seq <> h.seq
-    )
-    SELECT coalesce(cardinality(ids), 0) FROM queued
-    """
-)
+# On PostgreSQL the seal is one call of `ledger_seal` (created by migration 0003): the queued
+# transactions in id order (any already chained are only dequeued), their links computed as
+# `link_hash` computes them, appended, dequeued, and the head moved. Returns the count.
+SEAL_SQL = text("SELECT ledger_seal(CAST(:limit AS integer))")
 
 
 def _lock_head(conn: Connection) -> tuple[int, str]:
@@ -78,7 +47,7 @@ def _lock_head(conn: Connection) -> tuple[int, str]:
     return int(head.seq), str(head.hash)
 
 
-def _seal_portable(conn: Connection, head: tuple[int, str], limit: int | None) -> int:
+def _seal_portable(conn: Connection, head: tuple[int, str], limit: int) -> int:
     """The same seal as `SEAL_SQL`, with the links computed here."""
     taken = conn.execute(
         select(QUEUE.c.transaction_id, JOURNAL.c.content_hash, LINKS.c.seq)
@@ -102,7 +71,7 @@ def _seal_portable(conn: Connection, head: tuple[int, str], limit: int | None) -
     return len(links)
 
 
-def seal_queue(conn: Connection, limit: int | None = None) -> int:
+def seal_queue(conn: Connection, limit: int = SEAL_LIMIT) -> int:
     """Seal up to `limit` queued transactions that are committed or the caller's own; the
     caller holds the head (PostgreSQL) or the write lock (SQLite). Returns how many."""
     if conn.dialect.name != "postgresql":
@@ -110,7 +79,7 @@ def seal_queue(conn: Connection, limit: int | None = None) -> int:
     return int(conn.execute(SEAL_SQL, {"limit": limit}).scalar_one())
 
 
-def seal(session: Session, *, limit: int | None = SEAL_LIMIT) -> int:
+def seal(session: Session, *, limit: int = SEAL_LIMIT) -> int:
     """Seal up to `limit` queued transactions, waiting for the head if another sealer holds
     it (the worker's duty: postings that found the head taken leave their rows queued)."""
     conn = session.connection()

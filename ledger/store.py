@@ -1,15 +1,15 @@
-"""Writing a batch of postings: journal rows (queued for sealing), account totals and posting
-rows, with one statement per step for the whole batch whatever its size.
+"""Writing a batch of journal transactions: journal rows (queued for sealing), account totals
+and posting rows, in one round trip on PostgreSQL whatever the batch's size.
 
-On PostgreSQL each step is one statement with data-modifying CTEs, columns sent as arrays:
-the journal rows, their queue rows and a try for the chain head's lock (see `ledger.chain`);
-then the accounts, locked in sorted order, their totals moved and the postings inserted.
-That second statement does nothing unless every account exists, so missing accounts are
-created (in sorted order) while no account lock is held, and it runs again. On SQLite, where
-writers are serialized, plain statements do the same.
+On PostgreSQL the batch goes, as arrays, to the `ledger_post` function (created by migration
+0003): journal rows, queue rows and a seal if the chain head is free (see `ledger.chain`), then
+each account in sorted order, created if missing and locked by the update of its totals (so
+concurrent postings never deadlock), then the postings. On SQLite, where writers are
+serialized, plain statements do the same.
 
-Totals are written before the caller checks kinds and limits on what this returns: a refusal
-raises, and the caller's transaction rolls back, as for every `LedgerError`.
+A repeated external id is left alone and answered `None`, for the caller to compare. Totals
+are written before the caller checks kinds and limits on what this returns: a refusal raises,
+and the caller's transaction rolls back, as for every `LedgerError`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, text, tuple_, update
+from sqlalchemy import Connection, bindparam, insert, select, tuple_, update
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import DBAPIError
 
-from ledger.models import ACCOUNTS, JOURNAL, POSTINGS, QUEUE, dialect_insert
+from ledger import chain
+from ledger.models import ACCOUNTS, JOURNAL, POSTINGS, QUEUE
 
 Key = tuple[str, str]  # (account code, currency)
 
@@ -38,22 +41,19 @@ class JournalRow:
 
 
 @dataclasses.dataclass(frozen=True)
-class AccountChange:
-    """One account a batch touches: created with `kind` and `floor` if missing."""
+class AccountRow:
+    """One account a batch names: created with `kind` and `floor` if missing."""
 
     code: str
     currency: str
     kind: str
     floor: int | None
-    debits: int  # added by the batch
-    credits: int
 
 
 @dataclasses.dataclass(frozen=True)
 class PostingRow:
-    transaction_id: int
-    code: str
-    currency: str
+    transaction: int  # index into the batch's journal rows
+    account: int  # index into the batch's accounts
     direction: str
     amount_minor: int
 
@@ -69,107 +69,96 @@ class Totals:
     credits: int
 
 
-JOURNAL_SQL = text(
-    """
-    WITH inserted AS (
-        INSERT INTO ledger_transactions
-            (external_id, description, effective_at, created_at, metadata, reverses_id,
-             content_hash)
-        SELECT r.external_id, r.description, r.effective_at, :now, r.metadata, r.reverses_id,
-               r.content_hash
-        FROM unnest(CAST(:external_ids AS text[]), CAST(:descriptions AS text[]),
-                    CAST(:effective_ats AS timestamptz[]), CAST(:metadata AS json[]),
-                    CAST(:reverses_ids AS integer[]), CAST(:content_hashes AS text[]))
-            AS r(external_id, description, effective_at, metadata, reverses_id, content_hash)
-        ON CONFLICT (external_id) DO NOTHING
-        RETURNING id, external_id
-    ), queued AS (
-        INSERT INTO ledger_unsealed (transaction_id) SELECT id FROM inserted
-    )
-    SELECT id, external_id,
-           (SELECT true FROM ledger_chain_head AS h WHERE h.id = 1 FOR UPDATE SKIP LOCKED)
-               AS holds_head
-    FROM inserted
-    """
-)
-
-# Locks, moves and posts only if every account exists (else returns no rows, locks nothing).
-POST_SQL = text(
-    """
-    WITH changes AS (
-        SELECT * FROM unnest(CAST(:codes AS text[]), CAST(:currencies AS text[]),
-                             CAST(:debits AS bigint[]), CAST(:credits AS bigint[]))
-            AS c(code, currency, debits, credits)
-    ), locked AS MATERIALIZED (
-        SELECT a.id, c.debits, c.credits
-        FROM ledger_accounts AS a JOIN changes AS c USING (code, currency)
-        WHERE (SELECT count(*) FROM ledger_accounts JOIN changes USING (code, currency))
-              = cardinality(CAST(:codes AS text[]))
-        ORDER BY a.code, a.currency
-        FOR UPDATE OF a
-    ), moved AS (
-        UPDATE ledger_accounts AS a
-        SET debits_minor = a.debits_minor + l.debits, credits_minor = a.credits_minor + l.credits
-        FROM locked AS l WHERE a.id = l.id
-        RETURNING a.id, a.code, a.currency, a.kind, a.min_balance_minor,
-                  a.debits_minor - l.debits AS debits, a.credits_minor - l.credits AS credits
-    ), posted AS (
-        INSERT INTO ledger_postings (transaction_id, account_id, direction, amount_minor)
-        SELECT p.transaction_id, m.id, p.direction, p.amount_minor
-        FROM unnest(CAST(:transaction_ids AS integer[]), CAST(:posting_codes AS text[]),
-                    CAST(:posting_currencies AS text[]), CAST(:directions AS text[]),
-                    CAST(:amounts AS bigint[]))
-            WITH ORDINALITY AS p(transaction_id, code, currency, direction, amount_minor, n)
-        JOIN moved AS m USING (code, currency)
-        ORDER BY p.n
-    )
-    SELECT id, code, currency, kind, min_balance_minor, debits, credits FROM moved
-    """
-)
-
-
 @dataclasses.dataclass(frozen=True)
-class Inserted:
-    ids: dict[str, int]  # the new journal rows' ids by external id; the others exist already
-    holds_head: bool  # this transaction holds the chain head: it may seal
+class Written:
+    transaction_ids: list[int | None]  # per journal row; None: its external id existed
+    before: dict[Key, Totals]  # the accounts the new transactions moved
 
 
-def insert_journal(conn: Connection, rows: list[JournalRow], now: dt.datetime) -> Inserted:
-    """Insert the journal rows whose external id is new and queue them for sealing; if any is
-    new, try the chain head's lock without waiting (on SQLite, the write lock is held)."""
-    if conn.dialect.name == "postgresql":
-        inserted = conn.execute(
-            JOURNAL_SQL,
-            {
-                "now": now,
-                "external_ids": [r.external_id for r in rows],
-                "descriptions": [r.description for r in rows],
-                "effective_ats": [r.effective_at for r in rows],
-                "metadata": [json.dumps(r.metadata) for r in rows],
-                "reverses_ids": [r.reverses_id for r in rows],
-                "content_hashes": [r.content_hash for r in rows],
-            },
-        ).all()
-        return Inserted(
-            {external_id: transaction_id for transaction_id, external_id, _ in inserted},
-            any(holds_head for _, _, holds_head in inserted),
-        )
-    inserted = conn.execute(
-        sqlite.insert(JOURNAL)
-        .on_conflict_do_nothing(index_elements=["external_id"])
-        .returning(JOURNAL.c.id, JOURNAL.c.external_id),
-        [{**dataclasses.asdict(r), "created_at": now} for r in rows],
-    ).all()
-    if inserted:
-        conn.execute(insert(QUEUE), [{"transaction_id": row.id} for row in inserted])
-    return Inserted(
-        {external_id: transaction_id for transaction_id, external_id in inserted}, bool(inserted)
+# Called on the driver's own cursor (see `_call`), so in the driver's parameter style.
+POST_CALL = (
+    "SELECT transaction_ids, account_ids, kinds, floors, debits, credits"
+    " FROM ledger_post(%s, CAST(%s AS json))"
+)
+
+
+def _call(conn: Connection, statement: str, parameters: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Run one statement on the driver's cursor, inside the caller's transaction, and return
+    its one row. The hot call skips SQLAlchemy's statement and result machinery, a third of a
+    posting's client time; driver errors are raised as SQLAlchemy's, and a lost connection is
+    invalidated, as for any other statement."""
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(statement, parameters)
+        row = cursor.fetchone()
+        if row is None:
+            raise RuntimeError(f"no row from {statement!r}")
+        return tuple(row)
+    except dbapi.Error as exc:
+        if conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor):
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            statement, parameters, exc, dbapi.Error, dialect=conn.dialect
+        ) from exc
+    finally:
+        cursor.close()
+
+
+def _batch_document(
+    journal: list[JournalRow], accounts: list[AccountRow], postings: list[PostingRow]
+) -> str:
+    """The batch as one JSON document for `ledger_post` (indexes count from 1 there)."""
+    return json.dumps(
+        {
+            "journal": [
+                {
+                    "external_id": r.external_id,
+                    "description": r.description,
+                    "effective_at": r.effective_at.isoformat(),
+                    "metadata": r.metadata,
+                    "reverses_id": r.reverses_id,
+                    "content_hash": r.content_hash,
+                }
+                for r in journal
+            ],
+            "accounts": [
+                {"code": a.code, "currency": a.currency, "kind": a.kind, "floor": a.floor}
+                for a in accounts
+            ],
+            "postings": [
+                {
+                    "journal": p.transaction + 1,
+                    "account": p.account + 1,
+                    "direction": p.direction,
+                    "amount_minor": p.amount_minor,
+                }
+                for p in postings
+            ],
+        },
+        ensure_ascii=False,
     )
 
 
-def _create_missing(conn: Connection, accounts: list[AccountChange], now: dt.datetime) -> None:
-    """Create the accounts that do not exist yet, in sorted order (as `accounts` is), so that
-    two postings creating the same accounts never deadlock."""
+def _post_postgres(
+    conn: Connection,
+    journal: list[JournalRow],
+    accounts: list[AccountRow],
+    postings: list[PostingRow],
+    now: dt.datetime,
+) -> Written:
+    batch = _batch_document(journal, accounts, postings)
+    transaction_ids, *moved = _call(conn, POST_CALL, (now, batch))
+    before = {}
+    if moved[0] is not None:  # else every transaction was posted before
+        for account, *found in zip(accounts, *moved, strict=True):
+            if found[0] is not None:
+                before[(account.code, account.currency)] = Totals(*found)
+    return Written(list(transaction_ids), before)
+
+
+def _create_missing(conn: Connection, accounts: list[AccountRow], now: dt.datetime) -> None:
+    """Create the accounts that do not exist yet (SQLite holds the write lock)."""
     c = ACCOUNTS.c
     keys = [(a.code, a.currency) for a in accounts]
     found = conn.execute(select(c.code, c.currency).where(tuple_(c.code, c.currency).in_(keys)))
@@ -187,53 +176,56 @@ def _create_missing(conn: Connection, accounts: list[AccountChange], now: dt.dat
         for a in accounts
         if (a.code, a.currency) not in existing
     ]
-    if missing:  # else another transaction created them since the caller looked
-        insert_ = dialect_insert(conn)
-        statement = insert_(ACCOUNTS).on_conflict_do_nothing(index_elements=["code", "currency"])
-        conn.execute(statement, missing)
+    if missing:
+        conn.execute(insert(ACCOUNTS), missing)
 
 
-def _post_postgres(
-    conn: Connection, accounts: list[AccountChange], postings: list[PostingRow]
-) -> dict[Key, Totals]:
-    rows = conn.execute(
-        POST_SQL,
-        {
-            "codes": [a.code for a in accounts],
-            "currencies": [a.currency for a in accounts],
-            "debits": [a.debits for a in accounts],
-            "credits": [a.credits for a in accounts],
-            "transaction_ids": [p.transaction_id for p in postings],
-            "posting_codes": [p.code for p in postings],
-            "posting_currencies": [p.currency for p in postings],
-            "directions": [p.direction for p in postings],
-            "amounts": [p.amount_minor for p in postings],
-        },
-    ).all()
-    return {
-        (r.code, r.currency): Totals(r.id, r.kind, r.min_balance_minor, r.debits, r.credits)
-        for r in rows
-    }
-
-
-def _post_sqlite(
-    conn: Connection, accounts: list[AccountChange], postings: list[PostingRow]
-) -> dict[Key, Totals]:
+def _totals(conn: Connection, accounts: list[AccountRow]) -> dict[Key, Totals]:
     c = ACCOUNTS.c
     wanted = tuple_(c.code, c.currency).in_([(a.code, a.currency) for a in accounts])
     rows = conn.execute(
         select(
             c.id, c.code, c.currency, c.kind, c.min_balance_minor, c.debits_minor, c.credits_minor
         ).where(wanted)
-    ).all()
-    found = {
+    )
+    return {
         (r.code, r.currency): Totals(
             r.id, r.kind, r.min_balance_minor, r.debits_minor, r.credits_minor
         )
         for r in rows
     }
-    if len(found) < len(accounts):
-        return found
+
+
+def _post_sqlite(
+    conn: Connection,
+    journal: list[JournalRow],
+    accounts: list[AccountRow],
+    postings: list[PostingRow],
+    now: dt.datetime,
+) -> Written:
+    inserted = conn.execute(
+        sqlite.insert(JOURNAL)
+        .on_conflict_do_nothing(index_elements=["external_id"])
+        .returning(JOURNAL.c.id, JOURNAL.c.external_id),
+        [{**dataclasses.asdict(r), "created_at": now} for r in journal],
+    ).all()
+    new_ids = {external_id: transaction_id for transaction_id, external_id in inserted}
+    transaction_ids = [new_ids.get(r.external_id) for r in journal]
+    fresh = [p for p in postings if transaction_ids[p.transaction] is not None]
+    if not fresh:
+        return Written(transaction_ids, {})
+    conn.execute(insert(QUEUE), [{"transaction_id": row.id} for row in inserted])
+    chain.seal_queue(conn)
+
+    added: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for p in fresh:
+        added[p.account][0 if p.direction == "debit" else 1] += p.amount_minor
+    moved = [accounts[index] for index in sorted(added)]
+    before = _totals(conn, moved)
+    if len(before) < len(moved):
+        _create_missing(conn, moved, now)
+        before = _totals(conn, moved)
+    c = ACCOUNTS.c
     conn.execute(
         update(ACCOUNTS)
         .where(c.id == bindparam("account_id"))
@@ -242,33 +234,38 @@ def _post_sqlite(
             credits_minor=c.credits_minor + bindparam("credits"),
         ),
         [
-            {"account_id": found[(a.code, a.currency)].id, "debits": a.debits, "credits": a.credits}
-            for a in accounts
+            {
+                "account_id": before[(accounts[index].code, accounts[index].currency)].id,
+                "debits": debits,
+                "credits": credits,
+            }
+            for index, (debits, credits) in sorted(added.items())
         ],
     )
     conn.execute(
         insert(POSTINGS),
         [
             {
-                "transaction_id": p.transaction_id,
-                "account_id": found[(p.code, p.currency)].id,
+                "transaction_id": transaction_ids[p.transaction],
+                "account_id": before[(accounts[p.account].code, accounts[p.account].currency)].id,
                 "direction": p.direction,
                 "amount_minor": p.amount_minor,
             }
-            for p in postings
+            for p in fresh
         ],
     )
-    return found
+    return Written(transaction_ids, before)
 
 
-def post_entries(
-    conn: Connection, accounts: list[AccountChange], postings: list[PostingRow], now: dt.datetime
-) -> dict[Key, Totals]:
-    """Move the totals of `accounts` (distinct, sorted by code and currency) and insert the
-    postings, creating missing accounts first. Returns each account as it was before."""
+def post_batch(
+    conn: Connection,
+    journal: list[JournalRow],
+    accounts: list[AccountRow],
+    postings: list[PostingRow],
+    now: dt.datetime,
+) -> Written:
+    """Write the transactions of `journal` whose external id is new, with their postings, and
+    move the totals of their `accounts` (distinct, sorted by code and currency), creating
+    missing ones. Returns the new journal ids and each moved account as it was before."""
     post = _post_postgres if conn.dialect.name == "postgresql" else _post_sqlite
-    before = post(conn, accounts, postings)
-    if len(before) < len(accounts):
-        _create_missing(conn, accounts, now)
-        before = post(conn, accounts, postings)
-    return before
+    return post(conn, journal, accounts, postings, now)
