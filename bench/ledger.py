@@ -20,9 +20,11 @@ import multiprocessing
 import random
 import re
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 from sqlalchemy.orm import Session
@@ -97,27 +99,49 @@ def _run(url: str, mode: str, clients: int, seconds: float) -> float:
 
 PGBENCH = ["pgbench", "-h", "127.0.0.1", "-U", "postgres"]
 
+# Mode (a) without Python: pgbench's clients send each posting straight to `ledger_post`,
+# the JSON document built by the server. What it measures is the server's share of a posting.
+# Its content hashes are placeholders, so it runs after verify.
+SERVER_ONLY_SCRIPT = """\\set a random(0, 999)
+\\set b random(0, 999)
+\\set n random(1, 2000000000)
+SELECT * FROM ledger_post(now(), json_build_object(
+ 'journal', json_build_array(json_build_object('external_id',
+   'pgbench-' || :client_id || '-' || :n || '-' || clock_timestamp(), 'description', 'bench',
+   'effective_at', now(), 'metadata', '{}'::json, 'reverses_id', NULL,
+   'content_hash', md5(:n::text))),
+ 'accounts', json_build_array(
+   json_build_object('code', 'asset:' || :a, 'currency', 'SAR', 'kind', 'asset', 'floor', NULL),
+   json_build_object('code', 'owed:' || :b, 'currency', 'SAR', 'kind', 'liability',
+                     'floor', NULL)),
+ 'postings', json_build_array(
+   json_build_object('journal', 1, 'account', 1, 'direction', 'debit', 'amount_minor', 100),
+   json_build_object('journal', 1, 'account', 2, 'direction', 'credit', 'amount_minor', 100))));
+"""
 
-def _pgbench(dbname: str, clients: int, seconds: float) -> float:
+
+def _pgbench(dbname: str, clients: int, seconds: float, script: Path | None = None) -> float:
+    custom = ["-n", "-f", str(script)] if script else []
+    command = [*PGBENCH, *custom, "-c", str(clients), "-j", str(min(clients, 2))]
     out = subprocess.run(
-        [
-            "pgbench",
-            *PGBENCH[1:],
-            "-c",
-            str(clients),
-            "-j",
-            str(min(clients, 2)),
-            "-T",
-            str(int(seconds)),
-            dbname,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
+        [*command, "-T", str(int(seconds)), dbname], check=True, capture_output=True, text=True
     ).stdout
     match = re.search(r"tps = ([0-9.]+)", out)
     assert match is not None, out
     return float(match.group(1))
+
+
+def _server_only(dbname: str, clients: int, seconds: float) -> None:
+    yardstick = _pgbench(dbname, clients, seconds)
+    with tempfile.TemporaryDirectory() as scratch:
+        script = Path(scratch) / "ledger_post.sql"
+        script.write_text(SERVER_ONLY_SCRIPT)
+        rate = _pgbench(dbname, clients, seconds, script)
+    print(
+        f"(a) without Python, pgbench calling ledger_post, {clients} clients: "
+        f"{rate:,.0f} transactions/s = {rate / yardstick:.2f}x pgbench TPC-B-like "
+        f"({yardstick:,.0f} tps just before)"
+    )
 
 
 def main() -> None:
@@ -151,6 +175,7 @@ def main() -> None:
             report = ledger.verify(session)
         print(f"verify: {report.transactions:,} transactions, ok={report.ok}")
         db.dispose()
+        _server_only(dbname, args.clients, seconds)
     finally:
         with psycopg.connect(SERVER, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')

@@ -89,6 +89,10 @@ DECLARE
     new_floors bigint[];
     added_debits bigint[];
     added_credits bigint[];
+    account_code text;
+    account_currency text;
+    debit bigint;
+    credit bigint;
     found_id integer;
     found_kind text;
     found_floor bigint;
@@ -140,27 +144,32 @@ BEGIN
                sum(p.amount_minor) FILTER (WHERE p.direction = 'credit') AS credits
         FROM json_to_recordset(p_batch -> 'postings')
             AS p(journal integer, account integer, direction text, amount_minor bigint)
-        WHERE transaction_ids[p.journal] IS NOT NULL
+        JOIN unnest(transaction_ids) WITH ORDINALITY AS t(id, n) ON t.n = p.journal
+        WHERE t.id IS NOT NULL
         GROUP BY p.account
     ) AS s ON s.account = a.n;
 
     -- In the caller's order (sorted by code and currency), so that postings never deadlock:
     -- the UPDATE locks the account; a missing one is created, then locked the same way.
     FOR k IN 1 .. cardinality(codes) LOOP
-        CONTINUE WHEN added_debits[k] = 0 AND added_credits[k] = 0;
+        -- Scalars, not array elements, in the statements: an array parameter would be
+        -- flattened for every statement, a cost that grows with the batch.
+        account_code := codes[k];
+        account_currency := currencies[k];
+        debit := added_debits[k];
+        credit := added_credits[k];
+        CONTINUE WHEN debit = 0 AND credit = 0;
         LOOP
             UPDATE ledger_accounts
-            SET debits_minor = debits_minor + added_debits[k],
-                credits_minor = credits_minor + added_credits[k]
-            WHERE code = codes[k] AND currency = currencies[k]
-            RETURNING id, kind, min_balance_minor,
-                      debits_minor - added_debits[k], credits_minor - added_credits[k]
+            SET debits_minor = debits_minor + debit, credits_minor = credits_minor + credit
+            WHERE code = account_code AND currency = account_currency
+            RETURNING id, kind, min_balance_minor, debits_minor - debit, credits_minor - credit
             INTO found_id, found_kind, found_floor, old_debits, old_credits;
             EXIT WHEN FOUND;
             INSERT INTO ledger_accounts
                 (code, currency, kind, min_balance_minor, debits_minor, credits_minor,
                  created_at)
-            VALUES (codes[k], currencies[k], new_kinds[k], new_floors[k], 0, 0, p_now)
+            VALUES (account_code, account_currency, new_kinds[k], new_floors[k], 0, 0, p_now)
             ON CONFLICT (code, currency) DO NOTHING;
         END LOOP;
         account_ids[k] := found_id;
@@ -171,11 +180,13 @@ BEGIN
     END LOOP;
 
     INSERT INTO ledger_postings (transaction_id, account_id, direction, amount_minor)
-    SELECT transaction_ids[p.journal], account_ids[p.account], p.direction, p.amount_minor
+    SELECT t.id, a.id, p.direction, p.amount_minor
     FROM ROWS FROM (json_to_recordset(p_batch -> 'postings') AS (
         journal integer, account integer, direction text, amount_minor bigint)) WITH ORDINALITY
         AS p(journal, account, direction, amount_minor, n)
-    WHERE transaction_ids[p.journal] IS NOT NULL
+    JOIN unnest(transaction_ids) WITH ORDINALITY AS t(id, n) ON t.n = p.journal
+    JOIN unnest(account_ids) WITH ORDINALITY AS a(id, n) ON a.n = p.account
+    WHERE t.id IS NOT NULL
     ORDER BY p.n;
 END $$
 """
