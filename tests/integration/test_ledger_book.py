@@ -141,6 +141,23 @@ def test_a_batch_posts_in_order_and_repeats_are_no_ops(gw: Gateway) -> None:
     assert verify(gw).ok
 
 
+def test_a_repeat_in_a_batch_leaves_its_own_accounts_alone(gw: Gateway) -> None:
+    # The repeat's accounts sort before and after the new transaction's: each must keep its
+    # place in the batch's account list though nothing new moves it.
+    first = AccountRef("aaa", "OMR", Kind.ASSET)
+    last = AccountRef("zzz", "OMR", Kind.LIABILITY)
+    old = spec("old", 7, debit=first, credit=last)
+    post(gw, old)
+    with gw.db.transaction() as session:
+        posted = ledger.post_many(session, [old, spec("new", 5)], clock.now())
+    assert [p.replayed for p in posted] == [True, False]
+    with gw.db.read() as session:
+        book = ledger.trial_balance(session)
+    balances = {(a.code, a.debits_minor, a.credits_minor) for a in book.accounts}
+    assert balances == {("aaa", 7, 0), ("zzz", 0, 7), ("cash", 5, 0), ("owed", 0, 5)}
+    assert verify(gw).ok
+
+
 def test_a_batch_checks_limits_after_every_transaction(gw: Gateway) -> None:
     till = AccountRef("till", "OMR", Kind.ASSET, min_balance_minor=0)
     # Ends at +50, but dips to -50 after the second transaction: refused whole.

@@ -1,6 +1,8 @@
-"""Property-based, stateful tests of the book: random postings, reversals, duplicates and
-refused transactions always keep conservation, balances = fold of postings, an append-only
-history, no trace of refusals, and reversals that net to zero."""
+"""Property-based, stateful tests of the book on SQLite and PostgreSQL (whose postings take
+another path, the `ledger_post` function): random postings, batches mixing new transactions
+and repeats, reversals, duplicates and refused transactions always keep conservation, balances
+= fold of postings, an append-only history, no trace of refusals, and reversals that net to
+zero."""
 
 from __future__ import annotations
 
@@ -13,7 +15,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from sqlalchemy import select
 
 import ledger
@@ -21,6 +29,7 @@ from ledger import AccountRef, Direction, Entry, Kind, LedgerError, TransactionS
 from payments import clock
 from payments.db import Database, make_engine
 from payments.migrate import upgrade
+from tests.conftest import _truncate_postgres
 
 ACCOUNTS = [
     AccountRef("cash", "OMR", Kind.ASSET),
@@ -53,11 +62,15 @@ def balanced_entries(draw: st.DrawFn) -> tuple[Entry, ...]:
 
 
 class Book(RuleBasedStateMachine):
-    def __init__(self) -> None:
+    def __init__(self, postgres_url: str | None = None) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="ledger-"))
-        shutil.copy(_template(), self.dir / "book.db")
-        self.db = Database(make_engine(f"sqlite:///{self.dir / 'book.db'}"))
+        if postgres_url:
+            _truncate_postgres(postgres_url)
+            self.db = Database(make_engine(postgres_url))
+        else:
+            shutil.copy(_template(), self.dir / "book.db")
+            self.db = Database(make_engine(f"sqlite:///{self.dir / 'book.db'}"))
         self.model: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         self.posted: dict[str, tuple[Entry, ...]] = {}
         self.reversible: list[str] = []
@@ -82,6 +95,24 @@ class Book(RuleBasedStateMachine):
         self._apply(entries)
         self.posted[external_id] = entries
         self.reversible.append(external_id)
+
+    @rule(batch=st.lists(balanced_entries(), min_size=1, max_size=4), data=st.data())
+    def post_a_batch(self, batch: list[tuple[Entry, ...]], data: st.DataObject) -> None:
+        specs = []
+        for entries in batch:
+            self.counter += 1
+            specs.append(self._spec(f"t{self.counter}", entries))
+        earlier = st.sets(st.sampled_from(sorted(self.posted)), max_size=2)
+        repeats = data.draw(earlier) if self.posted else set()
+        specs += [self._spec(external_id, self.posted[external_id]) for external_id in repeats]
+        order = data.draw(st.permutations(range(len(specs))))
+        with self.db.transaction() as session:
+            posted = ledger.post_many(session, [specs[i] for i in order], clock.now())
+        assert {p.external_id for p in posted if p.replayed} == repeats
+        for spec in specs[: len(batch)]:
+            self._apply(spec.entries)
+            self.posted[spec.external_id] = spec.entries
+            self.reversible.append(spec.external_id)
 
     @rule(entries=balanced_entries(), extra=st.integers(1, 1000))
     def refused_unbalanced(self, entries: tuple[Entry, ...], extra: int) -> None:
@@ -152,10 +183,16 @@ class Book(RuleBasedStateMachine):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-TestBook = Book.TestCase
-TestBook.settings = settings(
+SETTINGS = settings(
     max_examples=25,
     stateful_step_count=15,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+TestBook = Book.TestCase
+TestBook.settings = SETTINGS
+
+
+def test_the_book_on_postgresql(postgres_url: str) -> None:
+    run_state_machine_as_test(lambda: Book(postgres_url), settings=SETTINGS)

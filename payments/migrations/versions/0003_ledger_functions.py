@@ -149,6 +149,13 @@ BEGIN
         GROUP BY p.account
     ) AS s ON s.account = a.n;
 
+    -- One slot per account, in the caller's order; an account only repeats touch stays NULL.
+    account_ids := array_fill(NULL::integer, ARRAY[cardinality(codes)]);
+    kinds := array_fill(NULL::text, ARRAY[cardinality(codes)]);
+    floors := array_fill(NULL::bigint, ARRAY[cardinality(codes)]);
+    debits := array_fill(NULL::bigint, ARRAY[cardinality(codes)]);
+    credits := array_fill(NULL::bigint, ARRAY[cardinality(codes)]);
+
     -- In the caller's order (sorted by code and currency), so that postings never deadlock:
     -- the UPDATE locks the account; a missing one is created, then locked the same way.
     FOR k IN 1 .. cardinality(codes) LOOP
