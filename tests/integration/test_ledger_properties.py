@@ -195,4 +195,8 @@ TestBook.settings = SETTINGS
 
 
 def test_the_book_on_postgresql(postgres_url: str) -> None:
-    run_state_machine_as_test(lambda: Book(postgres_url), settings=SETTINGS)
+    class BookOnPostgres(Book):
+        def __init__(self) -> None:
+            super().__init__(postgres_url)
+
+    run_state_machine_as_test(BookOnPostgres, settings=SETTINGS)
