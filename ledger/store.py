@@ -96,10 +96,16 @@ def _call(conn: Connection, statement: str, parameters: tuple[Any, ...]) -> tupl
             raise RuntimeError(f"no row from {statement!r}")
         return tuple(row)
     except dbapi.Error as exc:
-        if conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor):
+        lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+        if lost:
             conn.invalidate(exc)
         raise DBAPIError.instance(
-            statement, parameters, exc, dbapi.Error, dialect=conn.dialect
+            statement,
+            parameters,
+            exc,
+            dbapi.Error,
+            connection_invalidated=lost,
+            dialect=conn.dialect,
         ) from exc
     finally:
         cursor.close()
