@@ -195,7 +195,9 @@ def _rows(
     for item in batch:
         for entry in item.spec.entries:
             key = (entry.account.code, entry.account.currency)
-            refs[key] = min(refs.get(key, entry.account), entry.account)
+            known = refs.setdefault(key, entry.account)
+            if known is not entry.account and entry.account < known:
+                refs[key] = entry.account
     keys = sorted(refs)
     position = {key: index for index, key in enumerate(keys)}
     journal = [
@@ -228,21 +230,36 @@ def _rows(
 def _check_accounts(fresh: list[_Pending], before: dict[tuple[str, str], store.Totals]) -> None:
     """Refuse an account of another kind, and any balance that passes its account's limit
     after some transaction of the batch, not only at the end."""
-    for ref in sorted({entry.account for item in fresh for entry in item.spec.entries}):
-        kind = before[(ref.code, ref.currency)].kind
-        if kind != ref.kind.value:
-            raise LedgerError(f"account {ref.code} {ref.currency} is {kind}, not {ref.kind.value}")
-    totals = {key: dataclasses.replace(account) for key, account in before.items()}
+    named = {
+        (e.account.code, e.account.currency, e.account.kind.value)
+        for item in fresh
+        for e in item.spec.entries
+    }
+    wrong = sorted(key for key in named if before[key[:2]].kind != key[2])
+    if wrong:
+        code, currency, kind = wrong[0]
+        raise LedgerError(
+            f"account {code} {currency} is {before[(code, currency)].kind}, not {kind}"
+        )
+    # Only accounts with a limit need following transaction by transaction.
+    limited = {
+        key: [account.debits, account.credits]
+        for key, account in before.items()
+        if account.floor is not None
+    }
+    if not limited:
+        return
     for item in fresh:
         for entry in item.spec.entries:
-            account = totals[(entry.account.code, entry.account.currency)]
-            if entry.direction is Direction.DEBIT:
-                account.debits += entry.amount_minor
-            else:
-                account.credits += entry.amount_minor
+            totals = limited.get((entry.account.code, entry.account.currency))
+            if totals is not None:
+                totals[0 if entry.direction is Direction.DEBIT else 1] += entry.amount_minor
         for entry in item.spec.entries:
-            account = totals[(entry.account.code, entry.account.currency)]
-            balance = account.debits - account.credits
+            key = (entry.account.code, entry.account.currency)
+            if key not in limited:
+                continue
+            account = before[key]
+            balance = limited[key][0] - limited[key][1]
             if not Kind(account.kind).debit_normal:
                 balance = -balance
             if account.floor is not None and balance < account.floor:
