@@ -17,7 +17,7 @@ from ledger.book import (
     post_many,
     reverse,
 )
-from ledger.chain import SEAL_LIMIT, seal
+from ledger.chain import SEAL_LIMIT, Anchor, head, seal
 from ledger.models import (
     Account,
     ChainHead,
@@ -45,6 +45,7 @@ __all__ = [
     "Account",
     "AccountBalance",
     "AccountRef",
+    "Anchor",
     "ChainHead",
     "ChainLink",
     "Direction",
@@ -68,6 +69,7 @@ __all__ = [
     "balance_as_of",
     "balances",
     "check",
+    "head",
     "post",
     "post_many",
     "reverse",

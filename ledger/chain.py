@@ -15,6 +15,8 @@ head. On SQLite writers are serialized anyway, and a posting seals inline.
 
 from __future__ import annotations
 
+import dataclasses
+
 from sqlalchemy import Connection, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
@@ -30,6 +32,23 @@ SEAL_LIMIT = 1000
 # transactions in id order (any already chained are only dequeued), their links computed as
 # `link_hash` computes them, appended, dequeued, and the head moved. Returns the count.
 SEAL_SQL = text("SELECT ledger_seal(CAST(:limit AS integer))")
+
+
+@dataclasses.dataclass(frozen=True)
+class Anchor:
+    """A chain head as recorded outside the database (published, or kept by someone else):
+    `verify` checks that the chain still holds `hash` at link `seq`. Anyone able to bypass the
+    append-only guard could rebuild the whole chain consistently; not the copies held elsewhere.
+    """
+
+    seq: int
+    hash: str
+
+
+def head(session: Session) -> Anchor:
+    """The newest link of the chain (link 0 is the genesis hash)."""
+    row = session.execute(select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)).first()
+    return Anchor(int(row.seq), str(row.hash)) if row else Anchor(0, GENESIS_HASH)
 
 
 def _lock_head(conn: Connection) -> tuple[int, str]:

@@ -1,5 +1,6 @@
-"""Verification of the whole book: the hash chain, every transaction's content and balance,
-every account's totals and limits, and every reversal. Streams in batches.
+"""Verification of the whole book: the hash chain (and any anchors of it kept elsewhere),
+every transaction's content and balance, every account's totals and limits, and every
+reversal. Streams in batches.
 
 A journal transaction outside the chain is a problem unless it is still queued for sealing
 and younger than a grace period: then it is counted as pending, and checked once sealed."""
@@ -9,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from ledger.book import Kind
+from ledger.chain import Anchor
 from ledger.encoding import PostingKey, content_hash, link_hash
 from ledger.models import (
     GENESIS_HASH,
@@ -160,6 +162,22 @@ def _check_chain(session: Session, report: Report) -> None:
         report.add("chain", "chain head", "is missing")
 
 
+def _check_anchors(session: Session, report: Report, anchors: Sequence[Anchor]) -> None:
+    """Each anchor's link must still be in the chain with the hash recorded for it."""
+    for anchor in sorted(set(anchors), key=lambda a: a.seq):
+        where = f"anchor of link {anchor.seq}"
+        if anchor.seq == 0:
+            found: str | None = GENESIS_HASH
+        else:
+            found = session.execute(
+                select(ChainLink.hash).where(ChainLink.seq == anchor.seq)
+            ).scalar_one_or_none()
+        if found is None:
+            report.add("anchor", where, "the chain no longer reaches it: links were removed")
+        elif found != anchor.hash:
+            report.add("anchor", where, f"the chain was rewritten: link {anchor.seq} is {found}")
+
+
 def _check_unsealed(session: Session, report: Report, cutoff: dt.datetime) -> None:
     """Journal transactions outside the chain: pending if queued since `cutoff` or later."""
     journal = JournalTransaction
@@ -235,12 +253,18 @@ def _check_reversals(session: Session, report: Report) -> None:
 
 
 def verify(
-    session: Session, *, now: dt.datetime | None = None, grace: dt.timedelta = SEAL_GRACE
+    session: Session,
+    *,
+    now: dt.datetime | None = None,
+    grace: dt.timedelta = SEAL_GRACE,
+    anchors: Sequence[Anchor] = (),
 ) -> Report:
     """Check every invariant of the book; a report without problems means it is intact.
-    Transactions queued for sealing less than `grace` before `now` are only counted."""
+    Transactions queued for sealing less than `grace` before `now` are only counted; every
+    anchor must still match the chain."""
     report = Report()
     _check_chain(session, report)
+    _check_anchors(session, report, anchors)
     _check_unsealed(session, report, (now or dt.datetime.now(dt.UTC)) - grace)
     _check_accounts(session, report)
     _check_reversals(session, report)

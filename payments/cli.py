@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -16,7 +17,7 @@ from config import ConfigurationError, Settings, load_settings
 from payments import logs, migrate
 from payments.errors import GatewayError, Unavailable
 from payments.gateway import Gateway, build_gateway
-from payments.service import access, audit, demo, resolution
+from payments.service import access, anchors, audit, demo, resolution
 from payments.webhooks import delivery
 
 WORKER_IDLE_S = 1.0
@@ -137,12 +138,25 @@ def ledger_group() -> None:
 
 
 @ledger_group.command("verify")
-def ledger_verify() -> None:
+@click.option(
+    "--anchors",
+    "anchor_log",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Anchor log to hold the chain to (default: var/ledger-anchors.jsonl, if present).",
+)
+def ledger_verify(anchor_log: Path | None) -> None:
     """Check every ledger invariant and the journal hash chain; exit 1 if any fails."""
-    report = audit.audit(_gateway())
+    gw = _gateway()
+    path = anchor_log or anchors.default_path(gw)
+    try:
+        held = anchors.read(path) if anchor_log or path.exists() else []
+    except anchors.AnchorLogError as exc:
+        raise click.ClickException(str(exc)) from exc
+    report = audit.audit(gw, held)
     click.echo(
         f"checked {report.transactions} transactions, {report.postings} postings, "
-        f"{report.accounts} accounts; {report.pending} transactions waiting to be sealed"
+        f"{report.accounts} accounts, {len(held)} anchors; "
+        f"{report.pending} transactions waiting to be sealed"
     )
     if report.ok:
         click.echo("ledger verified: the hash chain is unbroken and every invariant holds")
@@ -151,6 +165,24 @@ def ledger_verify() -> None:
     for problem in report.problems[1:]:
         click.echo(f"  also: {problem}", err=True)
     sys.exit(1)
+
+
+@ledger_group.command("anchor")
+@click.option(
+    "--log",
+    "anchor_log",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Anchor log to append to (default: var/ledger-anchors.jsonl).",
+)
+def ledger_anchor(anchor_log: Path | None) -> None:
+    """Append the hash chain's head to the anchor log and print it, to be kept elsewhere too."""
+    gw = _gateway()
+    path = anchor_log or anchors.default_path(gw)
+    try:
+        head = anchors.anchor(gw, path)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the anchor log {path}: {exc}") from exc
+    click.echo(f"anchored link {head.seq}: {head.hash} (appended to {path})")
 
 
 @main.command()

@@ -5,6 +5,7 @@ equal captures minus refunds, until settlement and payouts come in)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -53,10 +54,11 @@ def _expected_balances(session: Session) -> dict[Key, int]:
     return expected
 
 
-def audit(gw: Gateway) -> ledger.Report:
-    """Every ledger invariant, then every payable and clearing account against the payments."""
+def audit(gw: Gateway, anchors: Sequence[ledger.Anchor] = ()) -> ledger.Report:
+    """Every ledger invariant (the chain held to `anchors` too), then every payable and
+    clearing account against the payments."""
     with gw.db.snapshot() as session:  # the book and the payments as of one moment
-        report = ledger.verify(session, now=clock.now())
+        report = ledger.verify(session, now=clock.now(), anchors=anchors)
         book = ledger.trial_balance(session)
         expected = _expected_balances(session)
     actual = {

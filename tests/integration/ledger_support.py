@@ -1,10 +1,17 @@
-"""Helpers for ledger tests: short specs, posting in one transaction, raw SQL for tampering."""
+"""Helpers for ledger tests: short specs, posting in one transaction, raw SQL for tampering,
+the `gateway` command."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from sqlalchemy import text
 
 import ledger
+from config import Settings
 from ledger import AccountRef, Direction, Entry, Kind, TransactionSpec
 from payments import clock
 from payments.gateway import Gateway
@@ -54,3 +61,20 @@ def tamper(gw: Gateway, *statements: str) -> None:
                     conn.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_{action}"))
         for statement in statements:
             conn.execute(text(statement))
+
+
+def gateway_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `gateway` command against the test's database and var directory."""
+    env = {
+        **os.environ,
+        "GATEWAY_ENV": "test",
+        "GATEWAY_DATABASE_URL": settings.database_url,
+        "GATEWAY_VAR_DIR": str(settings.var_dir),
+        "GATEWAY_SANDBOX_DATABASE": str(settings.sandbox_database),
+        "GATEWAY_SECRET_KEY": settings.secret_key,
+        "GATEWAY_ENCRYPTION_KEY": settings.encryption_key,
+    }
+    gateway = Path(sys.executable).parent / "gateway"
+    return subprocess.run(
+        [str(gateway), *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )

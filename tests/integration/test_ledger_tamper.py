@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
-from config import Settings
 from payments.gateway import Gateway
-from tests.integration.ledger_support import post, spec, tamper, verify
+from tests.integration.ledger_support import gateway_cli, post, spec, tamper, verify
 
 TAMPERING = {
     "posting amount": (
@@ -107,30 +101,14 @@ def test_tampering_is_found_and_the_first_broken_row_named(gw: Gateway, kind: st
     assert (first.check, first.where) == (check, where), report.problems
 
 
-def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "GATEWAY_ENV": "test",
-        "GATEWAY_DATABASE_URL": settings.database_url,
-        "GATEWAY_VAR_DIR": str(settings.var_dir),
-        "GATEWAY_SANDBOX_DATABASE": str(settings.sandbox_database),
-        "GATEWAY_SECRET_KEY": settings.secret_key,
-        "GATEWAY_ENCRYPTION_KEY": settings.encryption_key,
-    }
-    gateway = Path(sys.executable).parent / "gateway"
-    return subprocess.run(
-        [str(gateway), *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
-
-
 def test_gateway_ledger_verify_exits_1_naming_what_broke(gw: Gateway) -> None:
     post(gw, spec("t1", 10))
     post(gw, spec("t2", 20))
-    good = _cli(gw.settings, "ledger", "verify")
+    good = gateway_cli(gw.settings, "ledger", "verify")
     assert good.returncode == 0, good.stderr
     assert "checked 2 transactions, 4 postings, 2 accounts" in good.stdout
     tamper(gw, "UPDATE ledger_postings SET amount_minor = 21 WHERE transaction_id = 2")
-    bad = _cli(gw.settings, "ledger", "verify")
+    bad = gateway_cli(gw.settings, "ledger", "verify")
     assert bad.returncode == 1
     assert "first broken: content: transaction 2 (t2)" in bad.stderr
 
