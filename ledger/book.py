@@ -36,6 +36,11 @@ class Kind(enum.StrEnum):
     def debit_normal(self) -> bool:
         return self in (Kind.ASSET, Kind.EXPENSE)
 
+    def balance(self, debits: int, credits: int) -> int:
+        """The balance on the normal side: assets and expenses debits - credits, others the
+        reverse."""
+        return debits - credits if self.debit_normal else credits - debits
+
 
 class Direction(enum.StrEnum):
     DEBIT = "debit"
@@ -259,9 +264,7 @@ def _check_accounts(fresh: list[_Pending], before: dict[tuple[str, str], store.T
             if key not in limited:
                 continue
             account = before[key]
-            balance = limited[key][0] - limited[key][1]
-            if not Kind(account.kind).debit_normal:
-                balance = -balance
+            balance = Kind(account.kind).balance(*limited[key])
             if account.floor is not None and balance < account.floor:
                 raise LimitExceeded(
                     f"account {entry.account.code} {entry.account.currency} would fall "
@@ -314,6 +317,13 @@ def post(
     return post_many(session, [spec], now, reverses=[reverses])[0]
 
 
+def _reversal_id(original: JournalTransaction) -> str:
+    """`reversal:` + the original's external id, or its journal id when that would be too long
+    (a cut-off external id could name another transaction's reversal)."""
+    name = f"reversal:{original.external_id}"
+    return name if len(name) <= 200 else f"reversal:#{original.id}"
+
+
 def reverse(
     session: Session, transaction_id: int, now: dt.datetime, *, description: str | None = None
 ) -> Posted:
@@ -338,7 +348,7 @@ def reverse(
         for code, ccy, kind, direction, amount in rows
     )
     spec = TransactionSpec(
-        external_id=f"reversal:{original.external_id}"[:200],
+        external_id=_reversal_id(original),
         description=description or f"reversal of {original.external_id}",
         entries=entries,
         effective_at=now,

@@ -25,9 +25,7 @@ class AccountBalance:
     @property
     def balance_minor(self) -> int:
         """The balance on the account's normal side (assets and expenses: debits - credits)."""
-        if self.kind.debit_normal:
-            return self.debits_minor - self.credits_minor
-        return self.credits_minor - self.debits_minor
+        return self.kind.balance(self.debits_minor, self.credits_minor)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +75,8 @@ def balances(session: Session, code: str) -> list[AccountBalance]:
     return [_balance(account) for account in rows]
 
 
-_debit = case((Posting.direction == "debit", Posting.amount_minor), else_=0)
-_credit = case((Posting.direction == "credit", Posting.amount_minor), else_=0)
+DEBITS = case((Posting.direction == "debit", Posting.amount_minor), else_=0)
+CREDITS = case((Posting.direction == "credit", Posting.amount_minor), else_=0)
 
 
 def trial_balance(session: Session, as_of: dt.datetime | None = None) -> TrialBalance:
@@ -89,8 +87,8 @@ def trial_balance(session: Session, as_of: dt.datetime | None = None) -> TrialBa
             Account.code,
             Account.currency,
             Account.kind,
-            func.coalesce(func.sum(_debit), 0),
-            func.coalesce(func.sum(_credit), 0),
+            func.coalesce(func.sum(DEBITS), 0),
+            func.coalesce(func.sum(CREDITS), 0),
         )
         .join(Posting, Posting.account_id == Account.id)
         .group_by(Account.id, Account.code, Account.currency, Account.kind)
@@ -119,12 +117,11 @@ def balance_as_of(session: Session, code: str, currency: str, as_of: dt.datetime
     if account is None:
         return 0
     debits, credits = session.execute(
-        select(func.coalesce(func.sum(_debit), 0), func.coalesce(func.sum(_credit), 0))
+        select(func.coalesce(func.sum(DEBITS), 0), func.coalesce(func.sum(CREDITS), 0))
         .join(JournalTransaction, JournalTransaction.id == Posting.transaction_id)
         .where(Posting.account_id == account.id, JournalTransaction.effective_at <= as_of)
     ).one()
-    debits, credits = int(debits), int(credits)
-    return debits - credits if Kind(account.kind).debit_normal else credits - debits
+    return Kind(account.kind).balance(int(debits), int(credits))
 
 
 def statement(
@@ -151,7 +148,7 @@ def statement(
     )
     if starting_after is not None:
         query = query.where(Posting.id < starting_after)
-    rows = session.execute(query).all()[: limit + 1]
+    rows = session.execute(query).all()
     has_more = len(rows) > limit
     rows = rows[:limit]
     kind = Kind(account.kind)
@@ -160,7 +157,7 @@ def statement(
         return [], False
     # The balance after the newest posting on this page: everything up to and including it.
     debits, credits = session.execute(
-        select(func.coalesce(func.sum(_debit), 0), func.coalesce(func.sum(_credit), 0)).where(
+        select(func.coalesce(func.sum(DEBITS), 0), func.coalesce(func.sum(CREDITS), 0)).where(
             Posting.account_id == account.id, Posting.id <= rows[0][0].id
         )
     ).one()

@@ -1,7 +1,7 @@
 """Writing a batch of journal transactions: journal rows (queued for sealing), account totals
 and posting rows, in one round trip on PostgreSQL whatever the batch's size.
 
-On PostgreSQL the batch goes, as arrays, to the `ledger_post` function (created by migration
+On PostgreSQL the batch goes, as one JSON document, to the `ledger_post` function (migration
 0003): journal rows, queue rows and a seal if the chain head is free (see `ledger.chain`), then
 each account in sorted order, created if missing and locked by the update of its totals (so
 concurrent postings never deadlock), then the postings. On SQLite, where writers are
@@ -163,27 +163,23 @@ def _post_postgres(
     return Written(list(transaction_ids), before)
 
 
-def _create_missing(conn: Connection, accounts: list[AccountRow], now: dt.datetime) -> None:
-    """Create the accounts that do not exist yet (SQLite holds the write lock)."""
-    c = ACCOUNTS.c
-    keys = [(a.code, a.currency) for a in accounts]
-    found = conn.execute(select(c.code, c.currency).where(tuple_(c.code, c.currency).in_(keys)))
-    existing = {(code, currency) for code, currency in found}
-    missing = [
-        {
-            "code": a.code,
-            "currency": a.currency,
-            "kind": a.kind,
-            "min_balance_minor": a.floor,
-            "debits_minor": 0,
-            "credits_minor": 0,
-            "created_at": now,
-        }
-        for a in accounts
-        if (a.code, a.currency) not in existing
-    ]
-    if missing:
-        conn.execute(insert(ACCOUNTS), missing)
+def _create(conn: Connection, accounts: list[AccountRow], now: dt.datetime) -> None:
+    """Create `accounts`, none of which exists yet (SQLite holds the write lock)."""
+    conn.execute(
+        insert(ACCOUNTS),
+        [
+            {
+                "code": a.code,
+                "currency": a.currency,
+                "kind": a.kind,
+                "min_balance_minor": a.floor,
+                "debits_minor": 0,
+                "credits_minor": 0,
+                "created_at": now,
+            }
+            for a in accounts
+        ],
+    )
 
 
 def _totals(conn: Connection, accounts: list[AccountRow]) -> dict[Key, Totals]:
@@ -228,8 +224,9 @@ def _post_sqlite(
         added[p.account][0 if p.direction == "debit" else 1] += p.amount_minor
     moved = [accounts[index] for index in sorted(added)]
     before = _totals(conn, moved)
-    if len(before) < len(moved):
-        _create_missing(conn, moved, now)
+    missing = [a for a in moved if (a.code, a.currency) not in before]
+    if missing:
+        _create(conn, missing, now)
         before = _totals(conn, moved)
     c = ACCOUNTS.c
     conn.execute(

@@ -12,10 +12,10 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ledger.book import Kind
+from ledger.book import Direction, Kind
 from ledger.chain import Anchor
 from ledger.encoding import PostingKey, content_hash, link_hash
 from ledger.models import (
@@ -27,6 +27,7 @@ from ledger.models import (
     Posting,
     Unsealed,
 )
+from ledger.reports import CREDITS, DEBITS
 
 BATCH = 1000
 MAX_PROBLEMS = 100
@@ -201,15 +202,13 @@ def _check_unsealed(session: Session, report: Report, cutoff: dt.datetime) -> No
 
 
 def _check_accounts(session: Session, report: Report) -> None:
-    debit = case((Posting.direction == "debit", Posting.amount_minor), else_=0)
-    credit = case((Posting.direction == "credit", Posting.amount_minor), else_=0)
     sums = {
         row.account_id: (int(row.debits), int(row.credits))
         for row in session.execute(
             select(
                 Posting.account_id,
-                func.coalesce(func.sum(debit), 0).label("debits"),
-                func.coalesce(func.sum(credit), 0).label("credits"),
+                func.coalesce(func.sum(DEBITS), 0).label("debits"),
+                func.coalesce(func.sum(CREDITS), 0).label("credits"),
             ).group_by(Posting.account_id)
         ).all()
     }
@@ -224,7 +223,7 @@ def _check_accounts(session: Session, report: Report) -> None:
                 f"holds {account.debits_minor}/{account.credits_minor} (debits/credits), "
                 f"its postings sum to {debits}/{credits}",
             )
-        balance = debits - credits if Kind(account.kind).debit_normal else credits - debits
+        balance = Kind(account.kind).balance(debits, credits)
         if account.min_balance_minor is not None and balance < account.min_balance_minor:
             report.add("limit", where, f"balance {balance} is below {account.min_balance_minor}")
 
@@ -241,7 +240,7 @@ def _check_reversals(session: Session, report: Report) -> None:
         postings = _postings_of(session, [i for pair in pairs for i in pair])
         for reversal_id, original_id in pairs:
             flipped = sorted(
-                (code, ccy, "credit" if d == "debit" else "debit", amount)
+                (code, ccy, Direction(d).opposite.value, amount)
                 for code, ccy, d, amount in postings[original_id]
             )
             if sorted(postings[reversal_id]) != flipped:

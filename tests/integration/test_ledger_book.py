@@ -39,6 +39,20 @@ def test_a_reversal_mirrors_the_original_and_nets_to_zero(gw: Gateway) -> None:
     assert verify(gw).ok
 
 
+def test_long_external_ids_that_differ_at_the_end_are_each_reversed(gw: Gateway) -> None:
+    first, second = (post(gw, spec("x" * 195 + tail, 5)) for tail in ("-a", "-b"))
+    with gw.db.transaction() as session:
+        reversals = [
+            ledger.reverse(session, p.transaction_id, clock.now()) for p in (first, second)
+        ]
+    assert [r.replayed for r in reversals] == [False, False]
+    assert [r.external_id for r in reversals] == [
+        f"reversal:#{first.transaction_id}",
+        f"reversal:#{second.transaction_id}",
+    ]
+    assert verify(gw).ok
+
+
 def test_a_limit_refuses_the_posting_and_leaves_no_trace(gw: Gateway) -> None:
     till = AccountRef("till", "OMR", Kind.ASSET, min_balance_minor=0)
     post(gw, spec("fill", 100, debit=till))
