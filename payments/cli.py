@@ -188,7 +188,8 @@ def ledger_anchor(anchor_log: Path | None) -> None:
 @main.command()
 @click.option("--once", is_flag=True, help="Run one pass and exit.")
 def worker(once: bool) -> None:
-    """Resolve unknown outcomes, expire abandoned payments, forget old idempotency keys."""
+    """Resolve unknown outcomes, expire abandoned payments, forget old idempotency keys, seal
+    the ledger and deliver webhooks."""
     gw = _gateway()
     stopping = False
 

@@ -69,9 +69,12 @@ class Timestamp(fields.Field[dt.datetime]):
             raise ValidationError("Must be an RFC 3339 time between years 1 and 9999.") from None
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def unstorable(text: str) -> bool:
     """Whether text holds NUL or an unpaired surrogate, which no database keeps alike."""
-    return "\x00" in text or any("\ud800" <= ch <= "\udfff" for ch in text)
+    return _UNSTORABLE.search(text) is not None
 
 
 def _storable(value: str) -> None:

@@ -1,4 +1,4 @@
-"""Events, the agency's balance and the ledger's trial balance."""
+"""Events and the agency's balance."""
 
 from __future__ import annotations
 

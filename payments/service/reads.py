@@ -1,4 +1,4 @@
-"""Read-only use cases: events, the agency's balance and the trial balance."""
+"""Read-only use cases: events, the agency's balance, the trial balance and account statements."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from typing import Any
 from sqlalchemy import select
 
 import ledger
-from payments.errors import NotFound, PermissionDenied, ValidationFailed
+from payments.errors import NotFound, PermissionDenied
 from payments.gateway import Gateway
 from payments.ids import is_id
 from payments.models import Event
 from payments.postings import payable_code
+from payments.schemas import unstorable
 from payments.service.access import Principal
 from payments.service.payments import Page, paginate, scoped
 
@@ -88,14 +89,11 @@ def account_statement(
 ) -> dict[str, Any]:
     """An account's postings, newest first, each with the running balance after it."""
     _finance_only(principal, "an account statement")
-    after = None
+    if unstorable(code):  # no account can have such a code: do not ask the database
+        raise NotFound(f"no account {code!r} in {currency}", param="code")
+    after = None  # the query schema let through only a statement line id
     if page.starting_after is not None:
-        digits = page.starting_after.removeprefix(STATEMENT_LINE_PREFIX)
-        if not digits.isdigit() or len(digits) > 18:
-            raise ValidationFailed(
-                "starting_after must be a statement line id", param="starting_after"
-            )
-        after = int(digits)
+        after = int(page.starting_after.removeprefix(STATEMENT_LINE_PREFIX))
     with gw.db.read() as session:
         found = ledger.statement(session, code, currency, limit=page.limit, starting_after=after)
         balance = ledger.account_balance(session, code, currency)

@@ -146,7 +146,7 @@ def seal_ledger(gw: Gateway, report: PassReport) -> None:
     held the chain head), a bounded batch per transaction, until the queue is drained."""
     while True:
         with gw.db.transaction() as session:
-            sealed = ledger.seal(session, limit=ledger.SEAL_LIMIT)
+            sealed = ledger.seal(session)
         report.ledger_transactions_sealed += sealed
         if sealed < ledger.SEAL_LIMIT:
             return

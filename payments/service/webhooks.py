@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -16,8 +15,8 @@ from config import Settings
 from payments import clock
 from payments.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from payments.gateway import Gateway
-from payments.ids import new_id
-from payments.models import Event
+from payments.ids import is_id, new_id
+from payments.models import Agency, Event
 from payments.service.access import Principal
 from payments.service.payments import Page, paginate, scoped
 from payments.webhooks import signing
@@ -27,12 +26,10 @@ from payments.webhooks.guard import UrlRefused, checked_addresses, parse_url
 from payments.webhooks.models import Delivery, DeliveryJob, WebhookEndpoint
 from payments.webhooks.sealing import SecretBox
 
-ID_RE = re.compile(r"^[a-z]{1,8}_[0-9a-z]{1,40}$")  # ids as payments.ids makes them
 ROTATION_OVERLAP = dt.timedelta(hours=24)
 REGISTRATION_DNS_TIMEOUT_S = 5.0
 MAX_RECOVER = 5000  # jobs requeued by one recover call; `has_more` says to call again
 URL_ERROR_CODES = {
-    "url_invalid": "url_invalid",
     "https_required": "url_https_required",
     "blocked_address": "url_not_allowed",
     "dns": "url_unresolvable",
@@ -109,7 +106,7 @@ def _sealed_signing_key(box: SecretBox, endpoint_id: str) -> tuple[str, str]:
 def _load(
     session: Session, principal: Principal, endpoint_id: str, *, lock: bool = False
 ) -> WebhookEndpoint:
-    if not ID_RE.match(endpoint_id):  # no such id can exist: do not ask the database
+    if not is_id(endpoint_id, "we"):  # no such id can exist: do not ask the database
         raise NotFound(f"no webhook endpoint {endpoint_id!r}", param="id")
     query = scoped(
         select(WebhookEndpoint).where(
@@ -137,6 +134,8 @@ def create_endpoint(gw: Gateway, principal: Principal, new: NewEndpoint) -> Issu
     )
     now = clock.now()
     with gw.db.transaction() as session:
+        # The agency's row lock makes count-then-insert safe against a concurrent create.
+        session.get(Agency, agency_id, with_for_update=True)
         count = session.execute(
             select(func.count())
             .select_from(WebhookEndpoint)
@@ -219,7 +218,8 @@ def update_endpoint(
 
 
 def delete_endpoint(gw: Gateway, principal: Principal, endpoint_id: str) -> str:
-    """Delete an endpoint; its delivery log is kept and its pending deliveries are dropped."""
+    """Delete an endpoint; its delivery log is kept, and its pending deliveries are cancelled
+    as each falls due."""
     _agency_of(principal)
     now = clock.now()
     with gw.db.transaction() as session:
@@ -262,7 +262,7 @@ def list_deliveries(
     with gw.db.read() as session:
         endpoint = _load(session, principal, endpoint_id)
         query = select(Delivery).where(Delivery.endpoint_id == endpoint.id)
-        if event_id is not None and not ID_RE.match(event_id):
+        if event_id is not None and not is_id(event_id, "evt"):
             return [], False
         if event_id is not None:
             query = query.where(Delivery.event_id == event_id)
@@ -308,7 +308,7 @@ def redeliver(
     """Send an event again, with the same `webhook-id`: to one endpoint, or to every enabled
     endpoint that subscribes to its type. Answers the endpoints it will go to."""
     _agency_of(principal)
-    if not ID_RE.match(event_id):
+    if not is_id(event_id, "evt"):
         raise NotFound(f"no event {event_id!r}", param="id")
     with gw.db.transaction() as session:
         event = session.execute(

@@ -168,3 +168,11 @@ def test_a_nul_in_a_query_parameter_is_not_a_crash(
     else:
         param = query.split("=", maxsplit=1)[0]
         expect_error(response, 422, "invalid_request", param=param, fields={param})
+
+
+def test_a_nul_in_a_ledger_account_code_is_not_found(client: FlaskClient, finance_key: str) -> None:
+    """No account can have such a code: 404 on both databases, not a driver error."""
+    response = call(
+        client, "GET", "/v1/ledger/accounts/cash%00/statement", finance_key, query="currency=OMR"
+    )
+    expect_error(response, 404, "not_found", param="code")
