@@ -10,6 +10,16 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
+from config.routing import (
+    DEFAULT_BREAKER,
+    DEFAULT_ROUTING_RULES,
+    AcquirerConfig,
+    BreakerConfig,
+    RoutingConfigError,
+    RoutingRule,
+    load_routing,
+)
+
 ENVIRONMENTS = ("development", "test", "production")
 DEV_SECRET_MARKER = "dev-"  # noqa: S105 - marks generated development secrets
 WEBHOOK_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
@@ -47,6 +57,11 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     idempotency_ttl_s: int = 24 * 60 * 60
     log_level: str = "INFO"
+    # Routing (config/routing.py): ordered rules, acquirer instances beside the built-in
+    # `sandbox` and `stripe`, and when an instance's circuit breaker opens.
+    routing_rules: tuple[RoutingRule, ...] = DEFAULT_ROUTING_RULES
+    acquirers: tuple[AcquirerConfig, ...] = ()
+    breaker: BreakerConfig = DEFAULT_BREAKER
 
     @property
     def is_production(self) -> bool:
@@ -128,6 +143,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     else:
         secret_key = secret_key or _var_secret(var_dir, "secret_key", 32)
         encryption_key = encryption_key or _var_secret(var_dir, "encryption_key", 32)
+    stripe_api_key = get("GATEWAY_STRIPE_API_KEY") or None
+    try:
+        routing = load_routing(env_vars, stripe_configured=stripe_api_key is not None)
+    except RoutingConfigError as exc:
+        raise ConfigurationError(str(exc)) from exc
     return Settings(
         env=env,
         database_url=get("GATEWAY_DATABASE_URL", f"sqlite:///{var_dir}/gateway.db"),
@@ -139,9 +159,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         webhook_allow_networks=_networks(get("GATEWAY_WEBHOOK_ALLOW_NETWORKS", "")),
         webhook_retry_schedule_s=_retry_schedule(get("GATEWAY_WEBHOOK_RETRY_SCHEDULE")),
         webhook_timeout_s=_webhook_timeout(get("GATEWAY_WEBHOOK_TIMEOUT_S")),
-        stripe_api_key=get("GATEWAY_STRIPE_API_KEY") or None,
+        stripe_api_key=stripe_api_key,
         stripe_api_base=get("GATEWAY_STRIPE_API_BASE") or None,
         stripe_webhook_secret=get("GATEWAY_STRIPE_WEBHOOK_SECRET") or None,
         sandbox_database=Path(get("GATEWAY_SANDBOX_DATABASE", str(var_dir / "sandbox.db"))),
         log_level=get("GATEWAY_LOG_LEVEL", "INFO"),
+        routing_rules=routing.rules,
+        acquirers=routing.acquirers,
+        breaker=routing.breaker,
     )

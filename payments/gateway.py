@@ -1,12 +1,20 @@
-"""The composition root: settings, database, acquirers and routing rules, built once."""
+"""The composition root: settings, database, acquirers, routing rules and breakers, built once."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from config import DEFAULT_ROUTING_RULES, RoutingRule, Settings
+from config import (
+    DEFAULT_ROUTING_RULES,
+    AcquirerConfig,
+    ConfigurationError,
+    RoutingRule,
+    SandboxOptions,
+    Settings,
+)
+from payments.breaker import Breakers
 from payments.db import Database, make_engine
-from providers import ProviderRegistry
+from providers import Provider, ProviderRegistry
 from providers.sandbox import SandboxProvider, SandboxStore
 
 
@@ -18,16 +26,73 @@ class Gateway:
     db: Database
     providers: ProviderRegistry
     routing_rules: tuple[RoutingRule, ...] = DEFAULT_ROUTING_RULES
+    # Per process: each gunicorn worker keeps its own (see payments/breaker.py).
+    breakers: Breakers = dataclasses.field(default_factory=Breakers)
 
     @property
     def fingerprint_key(self) -> bytes:
         return ("card-fingerprint:" + self.settings.secret_key).encode()
 
 
+def _stripe(
+    settings: Settings, name: str, api_key: str | None, api_base: str | None, secret: str | None
+) -> Provider:
+    # Imported here so that a gateway without Stripe never loads the SDK.
+    from providers.stripe import StripeProvider
+
+    if not api_key:
+        raise ConfigurationError(f"acquirer {name}: no api_key and no GATEWAY_STRIPE_API_KEY")
+    return StripeProvider(
+        name=name,
+        api_key=api_key,
+        api_base=api_base or settings.stripe_api_base,
+        webhook_secret=secret or settings.stripe_webhook_secret,
+    )
+
+
+def _challenge_url(settings: Settings) -> str:
+    """The sandbox's 3-D Secure simulator page, served by the gateway outside production."""
+    return f"{settings.public_url}/sandbox/3ds"
+
+
+def _instance(settings: Settings, store: SandboxStore, acquirer: AcquirerConfig) -> Provider:
+    options = acquirer.options
+    if isinstance(options, SandboxOptions):
+        return SandboxProvider(
+            store,
+            name=acquirer.name,
+            errors_before_charge=options.errors_before_charge,
+            challenge_url=_challenge_url(settings),
+        )
+    return _stripe(
+        settings,
+        acquirer.name,
+        options.api_key or settings.stripe_api_key,
+        options.api_base,
+        options.webhook_secret,
+    )
+
+
+def build_providers(settings: Settings) -> ProviderRegistry:
+    """The built-in `sandbox`, every configured instance, and `stripe` when it has a key."""
+    # One store for every sandbox instance: a charge made through one is visible to all.
+    store = SandboxStore(settings.sandbox_database)
+    providers: list[Provider] = [SandboxProvider(store, challenge_url=_challenge_url(settings))]
+    if settings.stripe_api_key:
+        providers.append(_stripe(settings, "stripe", settings.stripe_api_key, None, None))
+    providers += [_instance(settings, store, acquirer) for acquirer in settings.acquirers]
+    names = [provider.name for provider in providers]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigurationError(f"acquirer names used twice: {', '.join(duplicates)}")
+    return ProviderRegistry(providers)
+
+
 def build_gateway(settings: Settings, *, pool_size: int = 5) -> Gateway:
-    registry = ProviderRegistry([SandboxProvider(SandboxStore(settings.sandbox_database))])
     return Gateway(
         settings=settings,
         db=Database(make_engine(settings.database_url, pool_size=pool_size)),
-        providers=registry,
+        providers=build_providers(settings),
+        routing_rules=settings.routing_rules,
+        breakers=Breakers(settings.breaker),
     )

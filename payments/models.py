@@ -104,11 +104,17 @@ class Attempt(Base):
     """One try at one acquirer; `pending_action` is set while its outcome is not yet known."""
 
     __tablename__ = "attempts"
-    __table_args__ = (Index("ix_attempts_due", "pending_action", "next_check_at"),)
+    __table_args__ = (
+        Index("ix_attempts_due", "pending_action", "next_check_at"),
+        CheckConstraint("channel IN ('api', 'page')", name="ck_attempts_channel"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
     provider: Mapped[str] = mapped_column(String(40))
+    # `page`: the payer is on the hosted page (3-D Secure, declines may be retried);
+    # `api`: server-to-server confirm, a MOTO payment whose decline is final.
+    channel: Mapped[str] = mapped_column(String(4), server_default="api")
     status: Mapped[str] = mapped_column(String(20))
     pending_action: Mapped[str | None] = mapped_column(String(12))
     action_key: Mapped[str | None] = mapped_column(String(80))
@@ -116,10 +122,29 @@ class Attempt(Base):
     provider_reference: Mapped[str | None] = mapped_column(String(255))
     result: Mapped[str | None] = mapped_column(String(40))
     decline_code: Mapped[str | None] = mapped_column(String(40))
+    # The acquirer's page the payer was sent to (3-D Secure), while the outcome waits on it.
+    redirect_url: Mapped[str | None] = mapped_column(String(2048))
     checks: Mapped[int] = mapped_column(Integer, default=0)
     next_check_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ProviderNotification(Base):
+    """An acquirer's notification as it arrived, kept once it verified; only ever a hint."""
+
+    __tablename__ = "provider_notifications"
+    __table_args__ = (
+        UniqueConstraint("provider", "event_id", name="uq_provider_notifications_event"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(40))
+    event_id: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(100))
+    reference: Mapped[str | None] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
 class Refund(Base):

@@ -57,7 +57,8 @@ FAILURE_MESSAGES: dict[FailureCode, str] = {
 P = PaymentStatus
 TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     P.CREATED: frozenset({P.PROCESSING, P.CANCELLED, P.EXPIRED}),
-    P.PROCESSING: frozenset({P.REQUIRES_CAPTURE, P.SUCCEEDED, P.FAILED, P.CANCELLED}),
+    # back to `created` only when the payer on the hosted page may try another card
+    P.PROCESSING: frozenset({P.CREATED, P.REQUIRES_CAPTURE, P.SUCCEEDED, P.FAILED, P.CANCELLED}),
     P.REQUIRES_CAPTURE: frozenset({P.PROCESSING, P.SUCCEEDED, P.CANCELLED}),
     P.SUCCEEDED: frozenset(),
     P.FAILED: frozenset(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Mapping
 from typing import Protocol
 
 
@@ -68,7 +69,12 @@ class AuthorizeRequest:
     capture: bool
     description: str
     card: Card | None = None
+    # Where the acquirer's page (3-D Secure, a scheme's page) sends the payer back: the
+    # gateway's own return address, never the agency's `return_url`.
     return_url: str | None = None
+    # True on the hosted page (the payer is present: 3-D Secure may be asked); False for
+    # server-to-server confirm, a MOTO payment that is exempt from it.
+    payer_present: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +102,19 @@ class RefundResult:
     message: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class Notification:
+    """A verified notification from an acquirer: only a hint to ask for the charge's status."""
+
+    event_id: str
+    type: str
+    reference: str | None  # the acquirer's reference of the charge it concerns, if any
+
+
+class InvalidNotification(Exception):
+    """A notification whose signature, timestamp or body does not verify."""
+
+
 class Provider(Protocol):
     """One acquirer. Every call is idempotent on its `idempotency_key` and has a timeout."""
 
@@ -117,3 +136,11 @@ class Provider(Protocol):
     def refund(self, request: RefundRequest) -> RefundResult: ...
 
     def refund_status(self, idempotency_key: str) -> RefundResult: ...
+
+
+class NotifyingProvider(Provider, Protocol):
+    """An acquirer that also tells the gateway about changes through signed notifications."""
+
+    def parse_notification(self, body: bytes, headers: Mapping[str, str]) -> Notification:
+        """Verify and parse one notification; raise `InvalidNotification` if it fails."""
+        ...

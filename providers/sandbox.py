@@ -8,11 +8,12 @@ does not charge twice: the promise a real acquirer makes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from providers.base import (
@@ -30,6 +31,7 @@ from providers.cards import digits_only
 SUCCEED = "succeed"
 ERROR_BEFORE_CHARGE = "error_before_charge"
 TIMEOUT_AFTER_CHARGE = "timeout_after_charge"
+NEEDS_3DS = "needs_3ds"
 TEST_CARDS: dict[str, str] = {
     "4242424242424242": SUCCEED,
     "5555555555554444": SUCCEED,
@@ -38,7 +40,11 @@ TEST_CARDS: dict[str, str] = {
     "4000000000000069": "expired_card",
     "4000000000000119": ERROR_BEFORE_CHARGE,
     "4000000000005126": TIMEOUT_AFTER_CHARGE,
+    "4000000000003220": NEEDS_3DS,
 }
+# A payer who neither completes nor fails the challenge within this time has failed it, as an
+# issuer's access control server times out a challenge.
+CHALLENGE_TIMEOUT_S = 15 * 60
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS charges (
@@ -56,6 +62,13 @@ CREATE TABLE IF NOT EXISTS refunds (
     reference TEXT NOT NULL UNIQUE,
     charge_reference TEXT NOT NULL REFERENCES charges(reference),
     amount_minor INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS challenges (
+    reference TEXT PRIMARY KEY REFERENCES charges(reference),
+    state TEXT NOT NULL,
+    capture INTEGER NOT NULL,
+    return_url TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS operations (
@@ -102,6 +115,17 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
 
+@dataclasses.dataclass(frozen=True)
+class Challenge:
+    """A 3-D Secure challenge the sandbox is waiting for the payer to answer."""
+
+    reference: str
+    amount_minor: int
+    currency: str
+    state: str  # pending | succeeded | failed | expired
+    return_url: str
+
+
 class SandboxProvider:
     """Deterministic acquirer for test keys: outcomes follow the test card numbers."""
 
@@ -112,10 +136,14 @@ class SandboxProvider:
         name: str = "sandbox",
         currencies: frozenset[str] | None = None,
         errors_before_charge: bool = True,
+        challenge_url: str = "http://127.0.0.1:8000/sandbox/3ds",
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.name = name
         self.store = store
         self.errors_before_charge = errors_before_charge
+        self.challenge_url = challenge_url.rstrip("/")
+        self.clock = clock
         self.capabilities = Capabilities(
             currencies=currencies or frozenset({"SAR", "AED", "QAR", "KWD", "BHD", "OMR", "USD"}),
             methods=frozenset({"card"}),
@@ -136,9 +164,14 @@ class SandboxProvider:
         ).fetchone()
         return row
 
-    @staticmethod
-    def _result(row: sqlite3.Row) -> ProviderResult:
+    def _result(self, row: sqlite3.Row) -> ProviderResult:
         state = row["state"]
+        if state == "requires_action":
+            return ProviderResult(
+                Outcome.REDIRECT,
+                reference=row["reference"],
+                redirect_url=f"{self.challenge_url}/{row['reference']}",
+            )
         if state == "declined":
             return ProviderResult(
                 Outcome.DECLINED, reference=row["reference"], decline_code=row["decline_code"]
@@ -160,20 +193,31 @@ class SandboxProvider:
         behaviour = TEST_CARDS.get(digits_only(request.card.number), SUCCEED)
         if behaviour == ERROR_BEFORE_CHARGE and self.errors_before_charge:
             return ProviderResult(Outcome.UNAVAILABLE, message="sandbox acquirer error")
+        challenge = behaviour == NEEDS_3DS and request.payer_present
+        if behaviour == NEEDS_3DS and not challenge:
+            behaviour = SUCCEED  # server-to-server confirm is MOTO: exempt from 3-D Secure
         with self.store.transaction() as conn:
             existing = self._charge(conn, request.idempotency_key)
             if existing is None:
-                declined = behaviour not in (SUCCEED, TIMEOUT_AFTER_CHARGE, ERROR_BEFORE_CHARGE)
+                declined = behaviour not in (
+                    SUCCEED,
+                    TIMEOUT_AFTER_CHARGE,
+                    ERROR_BEFORE_CHARGE,
+                    NEEDS_3DS,
+                )
                 state = (
                     "declined" if declined else ("captured" if request.capture else "authorized")
                 )
+                if challenge:
+                    state = "requires_action"
+                reference = "sbx_ch_" + secrets.token_hex(12)
                 conn.execute(
                     "INSERT INTO charges (idempotency_key, reference, state, decline_code,"
                     " amount_minor, currency, amount_captured_minor, created_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         request.idempotency_key,
-                        "sbx_ch_" + secrets.token_hex(12),
+                        reference,
                         state,
                         behaviour if declined else None,
                         request.amount_minor,
@@ -182,6 +226,11 @@ class SandboxProvider:
                         _now(),
                     ),
                 )
+                if challenge:
+                    conn.execute(
+                        "INSERT INTO challenges VALUES (?, 'pending', ?, ?, ?)",
+                        (reference, int(request.capture), request.return_url or "", self._stamp()),
+                    )
                 existing = self._charge(conn, request.idempotency_key)
         assert existing is not None
         if behaviour == TIMEOUT_AFTER_CHARGE:
@@ -196,6 +245,16 @@ class SandboxProvider:
             done = conn.execute(
                 "SELECT 1 FROM operations WHERE idempotency_key = ?", (key,)
             ).fetchone()
+            if done is None and charge["state"] == "requires_action" and action == "void":
+                conn.execute(
+                    "UPDATE charges SET state = 'voided' WHERE reference = ?", (reference,)
+                )
+                conn.execute(
+                    "UPDATE challenges SET state = 'expired' WHERE reference = ?", (reference,)
+                )
+                conn.execute(
+                    "INSERT INTO operations VALUES (?, ?, ?, ?)", (key, reference, action, _now())
+                )
             if done is None and charge["state"] == "authorized":
                 if action == "capture":
                     conn.execute(
@@ -225,9 +284,91 @@ class SandboxProvider:
     def status(self, idempotency_key: str, reference: str | None) -> ProviderResult:
         with self.store.transaction() as conn:
             charge = self._charge(conn, idempotency_key)
+            if charge is not None and charge["state"] == "requires_action":
+                self._time_out_challenge(conn, charge["reference"])
+                charge = self._charge(conn, idempotency_key)
         if charge is None:
             return ProviderResult(Outcome.UNAVAILABLE, message="no charge under this key")
         return self._result(charge)
+
+    # ---- the 3-D Secure challenge, answered by the payer on the simulator's page
+
+    def _stamp(self) -> str:
+        return self.clock().astimezone(dt.UTC).isoformat()
+
+    def _time_out_challenge(self, conn: sqlite3.Connection, reference: str) -> None:
+        """A challenge left pending past CHALLENGE_TIMEOUT_S fails, as an issuer's would."""
+        row = conn.execute(
+            "SELECT created_at FROM challenges WHERE reference = ? AND state = 'pending'",
+            (reference,),
+        ).fetchone()
+        if row is None:
+            return
+        age = self.clock() - dt.datetime.fromisoformat(row["created_at"])
+        if age.total_seconds() >= CHALLENGE_TIMEOUT_S:
+            self._settle_challenge(conn, reference, succeeded=False, state="expired")
+
+    @staticmethod
+    def _settle_challenge(
+        conn: sqlite3.Connection, reference: str, *, succeeded: bool, state: str
+    ) -> None:
+        row = conn.execute(
+            "SELECT c.capture, ch.amount_minor FROM challenges c"
+            " JOIN charges ch ON ch.reference = c.reference WHERE c.reference = ?",
+            (reference,),
+        ).fetchone()
+        conn.execute("UPDATE challenges SET state = ? WHERE reference = ?", (state, reference))
+        if succeeded and row["capture"]:
+            conn.execute(
+                "UPDATE charges SET state = 'captured', amount_captured_minor = ?"
+                " WHERE reference = ?",
+                (row["amount_minor"], reference),
+            )
+        elif succeeded:
+            conn.execute(
+                "UPDATE charges SET state = 'authorized' WHERE reference = ?", (reference,)
+            )
+        else:
+            conn.execute(
+                "UPDATE charges SET state = 'declined', decline_code = 'authentication_failed'"
+                " WHERE reference = ?",
+                (reference,),
+            )
+
+    def challenge(self, reference: str) -> Challenge | None:
+        """The challenge behind a charge, for the simulator's page; None if there is none."""
+        with self.store.transaction() as conn:
+            self._time_out_challenge(conn, reference)
+            row = conn.execute(
+                "SELECT c.reference, c.state, c.return_url, ch.amount_minor, ch.currency"
+                " FROM challenges c JOIN charges ch ON ch.reference = c.reference"
+                " WHERE c.reference = ?",
+                (reference,),
+            ).fetchone()
+        if row is None:
+            return None
+        return Challenge(
+            reference=row["reference"],
+            amount_minor=row["amount_minor"],
+            currency=row["currency"],
+            state=row["state"],
+            return_url=row["return_url"],
+        )
+
+    def complete_challenge(self, reference: str, *, succeeded: bool) -> str | None:
+        """Record the payer's answer to a pending challenge; the address to send them back to,
+        or None when there is no such challenge or it was already answered or timed out."""
+        with self.store.transaction() as conn:
+            self._time_out_challenge(conn, reference)
+            row = conn.execute(
+                "SELECT return_url FROM challenges WHERE reference = ? AND state = 'pending'",
+                (reference,),
+            ).fetchone()
+            if row is None:
+                return None
+            state = "succeeded" if succeeded else "failed"
+            self._settle_challenge(conn, reference, succeeded=succeeded, state=state)
+        return str(row["return_url"])
 
     def refund(self, request: RefundRequest) -> RefundResult:
         with self.store.transaction() as conn:

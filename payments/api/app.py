@@ -7,7 +7,7 @@ from flask_smorest import Api
 
 from config import Settings, load_settings
 from payments import logs
-from payments.api import http, ledger, ops, payments, reads, refunds, webhooks
+from payments.api import http, ledger, notifications, ops, payments, reads, refunds, webhooks
 from payments.gateway import Gateway, build_gateway
 from payments.schemas import ErrorSchema
 
@@ -43,5 +43,6 @@ def create_app(settings: Settings | None = None, gw: Gateway | None = None) -> F
     for blueprint in (payments.blp, refunds.blp, reads.blp, ledger.blp, webhooks.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(ops.blp)
+    app.register_blueprint(notifications.blp)
     http.install(app)  # after Api(), so our error handlers replace flask-smorest's
     return app

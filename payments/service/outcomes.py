@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import ledger
@@ -28,6 +29,11 @@ from providers import Outcome, ProviderResult, RefundOutcome, RefundResult
 CHECK_BACKOFF_S = (0, 60, 300, 1800, 7200, 86400)
 # An attempt opened but never answered (the process died mid-call) is first asked after this.
 OPEN_ATTEMPT_GRACE_S = 120
+# A payer sent to an acquirer's page (3-D Secure) who has not come back by then is asked
+# about; an authentication still pending after that is given up as failed.
+REDIRECT_WAIT_S = 15 * 60
+# Cards a payer may try on the hosted page: the third decline fails the payment.
+MAX_CARD_TRIES = 3
 
 
 def next_check(checks: int, now: dt.datetime) -> dt.datetime:
@@ -84,12 +90,35 @@ def post_capture(session: Session, payment: Payment, provider: str) -> None:
     )
 
 
-def open_attempt(session: Session, payment: Payment, provider: str, *, now: dt.datetime) -> Attempt:
+def declined_tries(session: Session, payment_id: str) -> int:
+    """How many card tries of this payment an acquirer declined."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Attempt)
+            .where(
+                Attempt.payment_id == payment_id,
+                Attempt.status == AttemptStatus.DECLINED.value,
+            )
+        )
+        or 0
+    )
+
+
+def open_attempt(
+    session: Session,
+    payment: Payment,
+    provider: str,
+    *,
+    now: dt.datetime,
+    channel: str = "api",
+) -> Attempt:
     attempt_id = new_id("att")
     attempt = Attempt(
         id=attempt_id,
         payment_id=payment.id,
         provider=provider,
+        channel=channel,
         status=AttemptStatus.OPEN.value,
         pending_action="authorize",
         action_key=attempt_id,
@@ -110,17 +139,48 @@ def _succeed(session: Session, payment: Payment, attempt: Attempt, captured_mino
     move(session, payment, PaymentStatus.SUCCEEDED)
 
 
-def _wait(attempt: Attempt, now: dt.datetime) -> None:
-    """Leave the action pending and schedule the next status query."""
-    attempt.next_check_at = next_check(attempt.checks, now)
+def _wait(attempt: Attempt, result: ProviderResult, now: dt.datetime) -> None:
+    """Leave the action pending and schedule the next status query: soon after an unknown
+    outcome, after the payer's allotted time when they are on the acquirer's page."""
+    if result.outcome is Outcome.REDIRECT:
+        attempt.redirect_url = result.redirect_url or attempt.redirect_url
+        attempt.next_check_at = max(
+            attempt.created_at + dt.timedelta(seconds=REDIRECT_WAIT_S),
+            next_check(attempt.checks, now),
+        )
+    else:
+        attempt.next_check_at = next_check(attempt.checks, now)
     attempt.checks += 1
 
 
+def _decline(
+    session: Session, payment: Payment, attempt: Attempt, code: str | None, *, payer_may_retry: bool
+) -> None:
+    """A declined authorisation: final, unless the payer on the hosted page has tries left."""
+    attempt.status = AttemptStatus.DECLINED.value
+    attempt.decline_code = failure_code(code).value
+    if payer_may_retry and attempt.channel == "page":
+        session.flush()
+        if declined_tries(session, payment.id) < MAX_CARD_TRIES:
+            check_transition(PaymentStatus(payment.status), PaymentStatus.CREATED)
+            payment.status = PaymentStatus.CREATED.value
+            payment.updated_at = clock.now()
+            return
+    fail(session, payment, failure_code(code))
+
+
 def apply_result(
-    session: Session, payment: Payment, attempt: Attempt, result: ProviderResult
+    session: Session,
+    payment: Payment,
+    attempt: Attempt,
+    result: ProviderResult,
+    *,
+    payer_may_retry: bool = False,
 ) -> bool:
     """Record `result` for the attempt's pending action. Returns True when the acquirer is
-    known not to have charged and the caller may fail over to another acquirer."""
+    known not to have charged and the caller may fail over to another acquirer.
+    `payer_may_retry`: the payer is on the hosted page and may try another card after a
+    decline (up to MAX_CARD_TRIES), so the payment goes back to `created` instead of failing."""
     now = clock.now()
     action = attempt.pending_action
     assert action is not None, "only a pending action takes a result"
@@ -132,10 +192,11 @@ def apply_result(
     payment.provider = attempt.provider
     outcome = result.outcome
     if outcome in (Outcome.UNKNOWN, Outcome.REDIRECT):
-        _wait(attempt, now)
+        _wait(attempt, result, now)
         return False
     attempt.pending_action = None
     attempt.next_check_at = None
+    attempt.redirect_url = None
     if action == "authorize":
         if outcome is Outcome.APPROVED:
             _succeed(
@@ -148,9 +209,9 @@ def apply_result(
             attempt.status = AttemptStatus.UNAVAILABLE.value
             return True
         else:  # declined, or cancelled before anything was taken
-            attempt.status = AttemptStatus.DECLINED.value
-            attempt.decline_code = result.decline_code
-            fail(session, payment, failure_code(result.decline_code))
+            _decline(
+                session, payment, attempt, result.decline_code, payer_may_retry=payer_may_retry
+            )
         return False
     # capture or cancel of an authorisation
     if outcome is Outcome.APPROVED:

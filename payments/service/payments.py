@@ -15,6 +15,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from payments import clock
+from payments.checkout.tokens import page_url
 from payments.errors import Conflict, NotFound, ProviderFailed, ValidationFailed
 from payments.gateway import Gateway
 from payments.ids import is_id, new_id
@@ -126,7 +127,7 @@ def create_payment(gw: Gateway, principal: Principal, new: NewPayment) -> Paymen
             language=new.language,
             capture_method=new.capture_method,
             return_url=new.return_url,
-            next_url=f"{gw.settings.public_url}/pay/{payment_id}",
+            next_url=page_url(gw.settings.public_url, gw.settings.secret_key, payment_id),
             extra=dict(new.metadata),
             payer=new.payer,
             created_at=now,
@@ -187,13 +188,40 @@ def _call(what: str, provider: str, call: Any, *args: Any) -> Any:
         return ProviderResult(Outcome.UNKNOWN, message="the acquirer did not answer")
 
 
+def _load_for_update(session: Session, principal: Principal | None, payment_id: str) -> Payment:
+    """The payment, locked: scoped to the principal's agency, or (the payer's hosted page,
+    whose signed token already names it) unscoped."""
+    if principal is not None:
+        return load_payment(session, principal, payment_id, lock=True)
+    payment = session.get(Payment, payment_id, with_for_update=True)
+    if payment is None:
+        raise NotFound(f"no payment {payment_id}", param="id")
+    return payment
+
+
 def confirm_payment(gw: Gateway, principal: Principal, payment_id: str, card: Card) -> Payment:
-    """Charge a card server-to-server, failing over only when an acquirer never charged."""
+    """Charge a card server-to-server (MOTO: no 3-D Secure, a decline is final)."""
+    return charge_card(gw, payment_id, card, principal=principal, channel="api")
+
+
+def charge_card(
+    gw: Gateway,
+    payment_id: str,
+    card: Card,
+    *,
+    principal: Principal | None,
+    channel: str,
+    return_to: str | None = None,
+) -> Payment:
+    """Charge a card with the money-safe sequence, failing over only when an acquirer is
+    known not to have charged. `channel` is `api` (server-to-server) or `page` (the payer on
+    the hosted page: 3-D Secure may send them to `return_to` via the acquirer's page, and a
+    decline leaves the payment `created` for another card until the third)."""
     number = _check_card(card)
     card = dataclasses.replace(card, number=number)
     now = clock.now()
     with gw.db.transaction() as session:
-        payment = load_payment(session, principal, payment_id, lock=True)
+        payment = _load_for_update(session, principal, payment_id)
         if payment.status != PaymentStatus.CREATED:
             raise Conflict(
                 f"only a created payment can be confirmed; this one is {payment.status}",
@@ -203,7 +231,7 @@ def confirm_payment(gw: Gateway, principal: Principal, payment_id: str, card: Ca
             raise Conflict("the payment has expired", code="payment_expired")
         agency = session.get(Agency, payment.agency_id)
         assert agency is not None
-        chosen = route(gw.routing_rules, gw.providers, payment, agency, "card")
+        chosen = route(gw.routing_rules, gw.providers, payment, agency, "card", gw.breakers)
         payment.routing = chosen.as_record()
         payment.payment_method = {
             "type": "card",
@@ -214,11 +242,12 @@ def confirm_payment(gw: Gateway, principal: Principal, payment_id: str, card: Ca
         }
         payment.card_fingerprint = fingerprint(number, gw.fingerprint_key)
         move(session, payment, PaymentStatus.PROCESSING)
-        if not chosen.providers:
+        remaining = list(chosen.providers)
+        first = _claim(gw, remaining, payment)
+        if first is None:
             no_acquirer(session, payment, None)
             return payment
-        attempt = open_attempt(session, payment, chosen.providers[0], now=now)
-    remaining = list(chosen.providers[1:])
+        attempt = open_attempt(session, payment, first, now=now, channel=channel)
     while True:
         provider = gw.providers.get(attempt.provider)
         request = AuthorizeRequest(
@@ -229,22 +258,51 @@ def confirm_payment(gw: Gateway, principal: Principal, payment_id: str, card: Ca
             capture=payment.capture_method == "automatic",
             description=payment.description,
             card=card,
-            return_url=payment.return_url,
+            return_url=return_to,
+            payer_present=channel == "page",
         )
         result = _call("authorize", provider.name, provider.authorize, request)
+        _record_health(gw, provider.name, result)
         with gw.db.transaction() as session:
-            payment = load_payment(session, principal, payment_id, lock=True)
+            payment = _load_for_update(session, principal, payment_id)
             attempt_row = session.get(Attempt, attempt.id, with_for_update=True)
             assert attempt_row is not None
             if attempt_row.pending_action != "authorize":
                 return payment  # the worker recorded the answer first
-            may_fail_over = apply_result(session, payment, attempt_row, result)
+            may_fail_over = apply_result(
+                session, payment, attempt_row, result, payer_may_retry=channel == "page"
+            )
             if not may_fail_over:
                 return payment
-            if not remaining:
+            following = _claim(gw, remaining, payment)
+            if following is None:
                 no_acquirer(session, payment, attempt_row)
                 return payment
-            attempt = open_attempt(session, payment, remaining.pop(0), now=clock.now())
+            attempt = open_attempt(session, payment, following, now=clock.now(), channel=channel)
+
+
+def _claim(gw: Gateway, remaining: list[str], payment: Payment) -> str | None:
+    """The next acquirer whose circuit breaker lets a call through, noting those it skipped
+    on the payment's routing record."""
+    while remaining:
+        name = remaining.pop(0)
+        if gw.breakers.for_name(name).allow():
+            return name
+        routing = dict(payment.routing or {})
+        routing["skipped"] = {**routing.get("skipped", {}), name: "circuit breaker open"}
+        routing["providers"] = [p for p in routing.get("providers", []) if p != name]
+        payment.routing = routing
+    return None
+
+
+def _record_health(gw: Gateway, provider: str, result: ProviderResult) -> None:
+    """Tell the acquirer's circuit breaker how the call went: only `unavailable` counts
+    against it; an unknown outcome says nothing about whether it is down."""
+    breaker = gw.breakers.for_name(provider)
+    if result.outcome is Outcome.UNAVAILABLE:
+        breaker.record_unavailable()
+    elif result.outcome is not Outcome.UNKNOWN:
+        breaker.record_success()
 
 
 def _pending_authorisation(session: Session, payment: Payment) -> Attempt:

@@ -15,10 +15,16 @@ import ledger
 from payments import clock
 from payments.gateway import Gateway
 from payments.models import Attempt, IdempotencyRecord, Payment, Refund
-from payments.service.outcomes import apply_refund_result, apply_result, expire, no_acquirer
+from payments.service.outcomes import (
+    REDIRECT_WAIT_S,
+    apply_refund_result,
+    apply_result,
+    expire,
+    no_acquirer,
+)
 from payments.states import PaymentStatus, RefundStatus
 from payments.webhooks.delivery import deliver_due
-from providers import Outcome, ProviderResult, RefundOutcome, RefundResult
+from providers import Outcome, Provider, ProviderResult, RefundOutcome, RefundResult
 
 log = logging.getLogger(__name__)
 BATCH = 100
@@ -37,11 +43,35 @@ class PassReport:
     webhooks_failed: int = 0
 
 
+def _give_up_authentication(provider: Provider, attempt: Attempt) -> ProviderResult:
+    """The payer left the acquirer's page unanswered past REDIRECT_WAIT_S: void the charge
+    at the acquirer (idempotently) and count the authentication as failed. Should the payer
+    have finished it meanwhile, the acquirer's answer says so and stands."""
+    cancelled = provider.cancel(f"{attempt.id}-abandon", attempt.provider_reference or "")
+    if cancelled.outcome in (Outcome.CANCELLED, Outcome.DECLINED):
+        return ProviderResult(
+            Outcome.DECLINED,
+            reference=cancelled.reference or attempt.provider_reference,
+            decline_code="authentication_failed",
+            message="the payer did not complete authentication in time",
+        )
+    if cancelled.outcome in (Outcome.APPROVED, Outcome.REQUIRES_CAPTURE):
+        return cancelled
+    return ProviderResult(Outcome.UNKNOWN, message=cancelled.message)
+
+
 def _ask(gw: Gateway, attempt: Attempt, currency: str) -> ProviderResult:
     """The acquirer's truth about an attempt; re-send a capture or void it has not applied."""
     provider = gw.providers.get(attempt.provider)
     try:
         result = provider.status(attempt.id, attempt.provider_reference)
+        waited = clock.now() - attempt.created_at
+        if (
+            result.outcome is Outcome.REDIRECT
+            and attempt.pending_action == "authorize"
+            and waited >= dt.timedelta(seconds=REDIRECT_WAIT_S)
+        ):
+            return _give_up_authentication(provider, attempt)
         key, reference = attempt.action_key or "", result.reference or ""
         unapplied = result.outcome is Outcome.REQUIRES_CAPTURE and key and reference
         if unapplied and attempt.pending_action == "capture":  # re-send, same key: idempotent
@@ -68,21 +98,35 @@ def resolve_attempts(gw: Gateway, report: PassReport) -> None:
             ).all()
         )
     for attempt, currency in due:
-        action = attempt.pending_action
-        result = _ask(gw, attempt, currency)
-        with gw.db.transaction() as session:
-            payment = session.get(Payment, attempt.payment_id, with_for_update=True)
-            row = session.get(Attempt, attempt.id, with_for_update=True)
-            assert payment is not None and row is not None
-            if row.pending_action != action:
-                continue  # answered meanwhile
-            if apply_result(session, payment, row, result):
-                no_acquirer(session, payment, row)  # the acquirer never charged
-            if row.pending_action is None:
-                report.attempts_resolved += 1
-                log.info("attempt resolved", extra={"attempt": row.id, "status": payment.status})
-            else:
-                report.attempts_waiting += 1
+        resolve_attempt(gw, attempt, currency, report)
+
+
+def resolve_attempt(
+    gw: Gateway,
+    attempt: Attempt,
+    currency: str,
+    report: PassReport,
+    *,
+    payer_may_retry: bool = False,
+) -> None:
+    """Ask the acquirer about one open attempt and record its answer. `payer_may_retry`
+    when an acquirer's notification (not the worker's schedule) prompted the question, so
+    a payer still on the hosted page may follow a decline with another card."""
+    action = attempt.pending_action
+    result = _ask(gw, attempt, currency)
+    with gw.db.transaction() as session:
+        payment = session.get(Payment, attempt.payment_id, with_for_update=True)
+        row = session.get(Attempt, attempt.id, with_for_update=True)
+        assert payment is not None and row is not None
+        if row.pending_action != action:
+            return  # answered meanwhile
+        if apply_result(session, payment, row, result, payer_may_retry=payer_may_retry):
+            no_acquirer(session, payment, row)  # the acquirer never charged
+        if row.pending_action is None:
+            report.attempts_resolved += 1
+            log.info("attempt resolved", extra={"attempt": row.id, "status": payment.status})
+        else:
+            report.attempts_waiting += 1
 
 
 def resolve_refunds(gw: Gateway, report: PassReport) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
+from payments.checkout.tokens import read_token
 from payments.gateway import Gateway
 from tests.conftest import PAYMENT, auth, card
 
@@ -18,7 +19,11 @@ def create(client: FlaskClient, key: str, **overrides: object) -> dict[str, obje
 def test_create_confirm_refund(client: FlaskClient, agency_key: str, gw: Gateway) -> None:
     payment = create(client, agency_key)
     assert payment["status"] == "created"
-    assert payment["next_url"] == f"http://gateway.test/pay/{payment['id']}"
+    next_url = str(payment["next_url"])
+    assert next_url.startswith("http://gateway.test/pay/")
+    token = next_url.removeprefix("http://gateway.test/pay/")
+    assert read_token(gw.settings.secret_key, token) == payment["id"]
+    assert str(payment["id"]) not in token  # signed, not merely the id in the clear
     confirmed = client.post(
         f"/v1/payments/{payment['id']}/confirm", json=card(), headers=auth(agency_key)
     )

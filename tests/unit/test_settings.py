@@ -42,6 +42,9 @@ def test_production_refuses_development_secrets(tmp_path: Path) -> None:
         ("GATEWAY_ENV", "staging"),
         ("PORT", "eighty"),
         ("GATEWAY_WEBHOOK_ALLOW_NETWORKS", "10.0.0.0/33"),
+        ("GATEWAY_ROUTING_FILE", "/nonexistent/routing.toml"),
+        ("GATEWAY_SANDBOX_BACKUP", "maybe"),
+        ("GATEWAY_ROUTING_LIVE_PROVIDERS", "stripe"),
     ],
 )
 def test_bad_values_are_refused(tmp_path: Path, name: str, value: str) -> None:

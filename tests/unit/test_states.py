@@ -14,6 +14,7 @@ LEGAL = {
     (P.CREATED, P.PROCESSING),
     (P.CREATED, P.CANCELLED),
     (P.CREATED, P.EXPIRED),
+    (P.PROCESSING, P.CREATED),  # a declined try on the hosted page, with tries left
     (P.PROCESSING, P.REQUIRES_CAPTURE),
     (P.PROCESSING, P.SUCCEEDED),
     (P.PROCESSING, P.FAILED),

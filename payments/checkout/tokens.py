@@ -1,0 +1,37 @@
+"""Checkout tokens: the signed, unguessable part of `next_url` that names one payment."""
+
+from __future__ import annotations
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from payments.ids import is_id
+
+_SALT = "checkout-page"
+MAX_TOKEN_CHARS = 200
+
+
+def _serializer(secret_key: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret_key, salt=_SALT)
+
+
+def make_token(secret_key: str, payment_id: str) -> str:
+    """A token for `payment_id`; the same payment always gets the same token."""
+    return str(_serializer(secret_key).dumps(payment_id))
+
+
+def read_token(secret_key: str, token: str) -> str | None:
+    """The payment id a token names, or None when it is forged, altered or not a payment's."""
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        return None
+    try:
+        payment_id = _serializer(secret_key).loads(token)
+    except BadSignature:
+        return None
+    if not isinstance(payment_id, str) or not is_id(payment_id, "pay"):
+        return None
+    return payment_id
+
+
+def page_url(public_url: str, secret_key: str, payment_id: str) -> str:
+    """The hosted page of a payment: its `next_url`."""
+    return f"{public_url}/pay/{make_token(secret_key, payment_id)}"
