@@ -35,7 +35,10 @@ def _settings() -> Settings:
 def _gateway() -> Gateway:
     settings = _settings()
     logs.configure(settings.log_level)
-    return build_gateway(settings)
+    try:
+        return build_gateway(settings)
+    except ConfigurationError as exc:  # e.g. a configured acquirer that cannot be built
+        raise click.ClickException(str(exc)) from exc
 
 
 def _run(call: Any, *args: Any, **kwargs: Any) -> Any:
@@ -236,6 +239,7 @@ def serve(port: int | None, host: str, workers: int, no_worker: bool) -> None:
     from payments.api.server import GatewayServer
 
     settings = _settings()
+    _gateway().db.dispose()  # refuse to start on acquirers that cannot be built, before forking
     port = port or settings.port
     background = None
     if not no_worker:
