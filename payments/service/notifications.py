@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 
 from payments import clock
@@ -16,7 +16,7 @@ from payments.gateway import Gateway
 from payments.ids import new_id
 from payments.models import Attempt, Payment, ProviderNotification
 from payments.service.resolution import PassReport, resolve_attempt
-from providers import InvalidNotification, NotifyingProvider
+from providers import InvalidNotification, NotifyingProvider, Outcome
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS_PER_NOTIFICATION = 10  # one charge has a handful of attempts at most
@@ -36,6 +36,37 @@ def _notifying(gw: Gateway, provider_name: str) -> NotifyingProvider:
     if not callable(getattr(provider, "parse_notification", None)):
         raise NotFound(f"{provider_name} sends no notifications", code="route_missing")
     return provider  # type: ignore[return-value]
+
+
+def _unanswered(
+    gw: Gateway, provider: NotifyingProvider, provider_name: str, reference: str
+) -> Sequence[Row[Attempt, str]]:
+    """The open authorisation the charge `reference` belongs to when its answer never reached
+    the gateway (a timeout, a lost 5xx), so the attempt does not know the reference yet. Each
+    such attempt is asked about by its own key and this reference: the acquirer answers for
+    the charge only to the attempt it belongs to, and says `unknown` to any other."""
+    with gw.db.read() as session:
+        candidates = session.execute(
+            select(Attempt, Payment.currency)
+            .join(Payment, Payment.id == Attempt.payment_id)
+            .where(
+                Attempt.provider == provider_name,
+                Attempt.provider_reference.is_(None),
+                Attempt.pending_action == "authorize",
+            )
+            .order_by(Attempt.id.desc())
+            .limit(MAX_ATTEMPTS_PER_NOTIFICATION)
+        ).all()
+    for row in candidates:
+        try:
+            result = provider.status(row[0].id, reference)
+        except Exception:
+            log.exception("status query failed", extra={"attempt": row[0].id})
+            continue
+        if result.outcome is not Outcome.UNKNOWN and result.reference == reference:
+            row[0].provider_reference = reference  # detached: what the status query asks by
+            return [row]
+    return []
 
 
 def receive(gw: Gateway, provider_name: str, body: bytes, headers: Mapping[str, str]) -> Receipt:
@@ -78,6 +109,8 @@ def receive(gw: Gateway, provider_name: str, body: bytes, headers: Mapping[str, 
                 )
                 .limit(MAX_ATTEMPTS_PER_NOTIFICATION)
             ).all()
+        if not open_attempts:
+            open_attempts = _unanswered(gw, provider, provider_name, note.reference)
         for attempt, currency in open_attempts:
             resolve_attempt(
                 gw, attempt, currency, PassReport(), payer_may_retry=attempt.channel == "page"

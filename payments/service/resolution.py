@@ -16,6 +16,7 @@ from payments import clock
 from payments.gateway import Gateway
 from payments.models import Attempt, IdempotencyRecord, Payment, Refund
 from payments.service.outcomes import (
+    OPEN_ATTEMPT_GRACE_S,
     REDIRECT_WAIT_S,
     apply_refund_result,
     apply_result,
@@ -72,6 +73,14 @@ def _ask(gw: Gateway, attempt: Attempt, currency: str) -> ProviderResult:
             and waited >= dt.timedelta(seconds=REDIRECT_WAIT_S)
         ):
             return _give_up_authentication(provider, attempt)
+        if (
+            result.outcome is Outcome.UNAVAILABLE
+            and attempt.provider_reference is None
+            and waited < dt.timedelta(seconds=OPEN_ATTEMPT_GRACE_S)
+        ):
+            # Found by its key alone, through a search that can trail the acquirer's writes
+            # (Stripe's by up to a minute): "no charge" this early is no proof; ask again later.
+            return ProviderResult(Outcome.UNKNOWN, message=result.message)
         key, reference = attempt.action_key or "", result.reference or ""
         unapplied = result.outcome is Outcome.REQUIRES_CAPTURE and key and reference
         if unapplied and attempt.pending_action == "capture":  # re-send, same key: idempotent

@@ -315,6 +315,8 @@ class FakeStripe:
         self._charges: dict[str, dict[str, Any]] = {}
         self._refunds: dict[str, dict[str, Any]] = {}
         self._saved: dict[str, _Saved] = {}
+        # Stripe's search index trails its writes ("usually under a minute"); 0: never behind.
+        self.search_lag_s = 0.0
 
     # ---- object helpers
 
@@ -701,7 +703,7 @@ class FakeStripe:
 
     def _search_intents(self, params: dict[str, Any]) -> dict[str, Any]:
         """Stripe's search over PaymentIntents, for `metadata['k']:'v'` and `field:'v'` clauses
-        joined by AND. Unlike Stripe's, the fake's index is never behind."""
+        joined by AND. A PaymentIntent younger than `search_lag_s` is not found yet."""
         _unknown_params(params, _SEARCH_PARAMS)
         query = _text(params, "query") or ""
         limit = _integer(params, "limit") or 10
@@ -729,7 +731,12 @@ class FakeStripe:
                     return False
             return True
 
-        found = [i for i in self._newest_first(list(self._intents.values())) if matches(i)]
+        indexed = time.time() - self.search_lag_s
+        found = [
+            i
+            for i in self._newest_first(list(self._intents.values()))
+            if matches(i) and i["created"] <= indexed
+        ]
         page = found[offset : offset + min(limit, MAX_LIST)]
         more = offset + len(page) < len(found)
         return {
@@ -1094,6 +1101,11 @@ class FakeStripeServer:
         under the same idempotency key replays the real answer."""
         with self._lock:
             self._failures.extend([status] * count)
+
+    def search_behind(self, lag_s: float) -> None:
+        """Search finds a PaymentIntent only `lag_s` after it was made, as Stripe's index can
+        trail its writes; 0 puts the index level with the writes again."""
+        self.state.search_lag_s = lag_s
 
     def refuse_connections(self) -> None:
         """Stop listening: connections are refused (nothing is sent) until `accept_connections`."""
