@@ -7,7 +7,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import Row, select
+from sqlalchemy import ColumnElement, Row, select
 from sqlalchemy.exc import IntegrityError
 
 from payments import clock
@@ -38,6 +38,20 @@ def _notifying(gw: Gateway, provider_name: str) -> NotifyingProvider:
     return provider  # type: ignore[return-value]
 
 
+def _open_attempts(
+    gw: Gateway, provider_name: str, *conditions: ColumnElement[bool]
+) -> Sequence[Row[Attempt, str]]:
+    """The acquirer's attempts that match, newest first, each with its payment's currency."""
+    with gw.db.read() as session:
+        return session.execute(
+            select(Attempt, Payment.currency)
+            .join(Payment, Payment.id == Attempt.payment_id)
+            .where(Attempt.provider == provider_name, *conditions)
+            .order_by(Attempt.id.desc())
+            .limit(MAX_ATTEMPTS_PER_NOTIFICATION)
+        ).all()
+
+
 def _unanswered(
     gw: Gateway, provider: NotifyingProvider, provider_name: str, reference: str
 ) -> Sequence[Row[Attempt, str]]:
@@ -45,18 +59,12 @@ def _unanswered(
     the gateway (a timeout, a lost 5xx), so the attempt does not know the reference yet. Each
     such attempt is asked about by its own key and this reference: the acquirer answers for
     the charge only to the attempt it belongs to, and says `unknown` to any other."""
-    with gw.db.read() as session:
-        candidates = session.execute(
-            select(Attempt, Payment.currency)
-            .join(Payment, Payment.id == Attempt.payment_id)
-            .where(
-                Attempt.provider == provider_name,
-                Attempt.provider_reference.is_(None),
-                Attempt.pending_action == "authorize",
-            )
-            .order_by(Attempt.id.desc())
-            .limit(MAX_ATTEMPTS_PER_NOTIFICATION)
-        ).all()
+    candidates = _open_attempts(
+        gw,
+        provider_name,
+        Attempt.provider_reference.is_(None),
+        Attempt.pending_action == "authorize",
+    )
     for row in candidates:
         try:
             result = provider.status(row[0].id, reference)
@@ -98,17 +106,12 @@ def receive(gw: Gateway, provider_name: str, body: bytes, headers: Mapping[str, 
         duplicate = True  # acquirers redeliver: the status query below is harmless again
     checked = 0
     if note.reference:
-        with gw.db.read() as session:
-            open_attempts = session.execute(
-                select(Attempt, Payment.currency)
-                .join(Payment, Payment.id == Attempt.payment_id)
-                .where(
-                    Attempt.provider == provider_name,
-                    Attempt.provider_reference == note.reference,
-                    Attempt.pending_action.is_not(None),
-                )
-                .limit(MAX_ATTEMPTS_PER_NOTIFICATION)
-            ).all()
+        open_attempts = _open_attempts(
+            gw,
+            provider_name,
+            Attempt.provider_reference == note.reference,
+            Attempt.pending_action.is_not(None),
+        )
         if not open_attempts:
             open_attempts = _unanswered(gw, provider, provider_name, note.reference)
         for attempt, currency in open_attempts:
