@@ -8,6 +8,8 @@ from flask_smorest import Api
 from config import Settings, load_settings
 from payments import logs
 from payments.api import http, ledger, notifications, ops, payments, reads, refunds, webhooks
+from payments.checkout import pages as checkout_pages
+from payments.checkout import simulator
 from payments.gateway import Gateway, build_gateway
 from payments.schemas import ErrorSchema
 
@@ -26,6 +28,11 @@ def create_app(settings: Settings | None = None, gw: Gateway | None = None) -> F
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        # The session cookie only carries the hosted page's CSRF secret.
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.is_production,
+        WTF_CSRF_TIME_LIMIT=4 * 3600,
         API_TITLE="GCC e-payment gateway",
         API_VERSION="v1",
         OPENAPI_VERSION="3.1.0",
@@ -44,5 +51,8 @@ def create_app(settings: Settings | None = None, gw: Gateway | None = None) -> F
         api.register_blueprint(blueprint)
     app.register_blueprint(ops.blp)
     app.register_blueprint(notifications.blp)
+    app.register_blueprint(checkout_pages.blp)
+    # The sandbox's 3-D Secure simulator exists only outside production.
+    app.register_blueprint(simulator.absent_blp if settings.is_production else simulator.blp)
     http.install(app)  # after Api(), so our error handlers replace flask-smorest's
     return app
