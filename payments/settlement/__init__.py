@@ -1,0 +1,1 @@
+"""Settlement and reconciliation: acquirers' settlement files, matching, and the finance reports."""

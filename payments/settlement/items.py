@@ -1,0 +1,187 @@
+"""The reconciliation report's lines, its header, and the totals that must add up across them.
+
+Amounts here are integers of minor units in the item's currency, refunds negative; formatting
+into major units happens only in the report writers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+STATUSES = (
+    "matched",
+    "amount_mismatch",
+    "currency_mismatch",
+    "duplicate",
+    "missing_in_gateway",
+    "missing_in_settlement",
+    "pending_settlement",
+)
+# Neither needs a finance officer: one agrees, the other is still inside the settlement lag.
+NOT_BREAKS = frozenset({"matched", "pending_settlement"})
+BREAKS = tuple(status for status in STATUSES if status not in NOT_BREAKS)
+
+# The keys of each currency's entry in the report's "totals": the number of items, the sum of
+# the gateway's captures and refunds, the sum of the settlement file's gross amounts, and the
+# sum of its fees.
+TOTAL_FIELDS = ("count", "gateway_amount", "settled_amount", "fee")
+
+# An item for which the gateway has no capture or refund, or the file has no line.
+_NO_GATEWAY_SIDE = frozenset({"missing_in_gateway"})
+_NO_SETTLEMENT_SIDE = frozenset({"missing_in_settlement", "pending_settlement"})
+
+
+@dataclass(frozen=True, slots=True)
+class ReconItem:
+    """One line of the report: a capture or refund, a settlement line, or the pair of them."""
+
+    status: str
+    payment_id: str | None
+    refund_id: str | None
+    provider_reference: str | None
+    currency: str
+    gateway_amount: int | None  # minor units, refunds negative
+    settled_amount: int | None  # minor units, gross as the acquirer settled it
+    fee: int | None  # minor units
+    agency: str | None
+    gateway_date: date | None  # the day of the capture or refund
+    settlement_date: date | None
+    resolution_note: str | None  # set when a finance officer marked the break resolved
+    resolved_by: str | None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown reconciliation status {self.status!r}")
+        if (self.resolution_note is None) != (self.resolved_by is None):
+            raise ValueError("a resolution needs both its note and who resolved it")
+        if self.status in _NO_GATEWAY_SIDE and self.gateway_amount is not None:
+            raise ValueError(f"a {self.status} item has no gateway amount")
+        if self.status in _NO_SETTLEMENT_SIDE and self.settled_amount is not None:
+            raise ValueError(f"a {self.status} item has no settled amount")
+        if self.status == "matched" and (
+            self.gateway_amount is None or self.gateway_amount != self.settled_amount
+        ):
+            raise ValueError("a matched item has equal gateway and settled amounts")
+
+
+@dataclass(frozen=True)
+class ReportHeader:
+    """What the report covers and when it was made."""
+
+    provider: str
+    date_from: date
+    date_to: date
+    generated_at: datetime  # UTC
+    settlement_lag_days: int
+
+    def __post_init__(self) -> None:
+        if self.date_from > self.date_to:
+            raise ValueError("the report's period ends before it starts")
+        if self.generated_at.utcoffset() != timedelta(0):
+            raise ValueError("generated_at must be an aware UTC datetime")
+        if self.settlement_lag_days < 0:
+            raise ValueError("the settlement lag cannot be negative")
+
+
+@dataclass
+class Bucket:
+    """A running count and the sums of one group of items, in minor units."""
+
+    count: int = 0
+    gateway_amount: int = 0
+    settled_amount: int = 0
+    fee: int = 0
+
+    def add(self, item: ReconItem) -> None:
+        self.count += 1
+        self.gateway_amount += item.gateway_amount or 0
+        self.settled_amount += item.settled_amount or 0
+        self.fee += item.fee or 0
+
+    def merge(self, other: Bucket) -> None:
+        self.count += other.count
+        self.gateway_amount += other.gateway_amount
+        self.settled_amount += other.settled_amount
+        self.fee += other.fee
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "count": self.count,
+            "gateway_amount": self.gateway_amount,
+            "settled_amount": self.settled_amount,
+            "fee": self.fee,
+        }
+
+
+@dataclass
+class ReconTotals:
+    """Totals accumulated while the items stream past, checked against what the report's
+    summary and totals (counted beforehand) promised.
+
+    `expected_summary` is status -> count; `expected_totals` is currency -> TOTAL_FIELDS, where
+    `settled_amount` is the settlement file's total over all its lines and `gateway_amount`
+    the gateway's total over all its captures and refunds in the period.
+    """
+
+    expected_summary: Mapping[str, int]
+    expected_totals: Mapping[str, Mapping[str, int]]
+    by_currency_status: dict[tuple[str, str], Bucket] = field(default_factory=dict)
+    by_agency_currency: dict[tuple[str | None, str], Bucket] = field(default_factory=dict)
+
+    def add(self, item: ReconItem) -> None:
+        by_status = self.by_currency_status.get((item.currency, item.status))
+        if by_status is None:
+            by_status = self.by_currency_status[item.currency, item.status] = Bucket()
+        by_status.add(item)
+        by_agency = self.by_agency_currency.get((item.agency, item.currency))
+        if by_agency is None:
+            by_agency = self.by_agency_currency[item.agency, item.currency] = Bucket()
+        by_agency.add(item)
+
+    def summary(self) -> dict[str, int]:
+        """Status -> count over the items added so far, every status present."""
+        counts = dict.fromkeys(STATUSES, 0)
+        for (_, status), bucket in self.by_currency_status.items():
+            counts[status] += bucket.count
+        return counts
+
+    def totals_by_currency(self) -> dict[str, dict[str, int]]:
+        """Currency -> TOTAL_FIELDS: matched plus every break plus pending, per currency."""
+        totals: dict[str, Bucket] = {}
+        for (currency, _), bucket in self.by_currency_status.items():
+            totals.setdefault(currency, Bucket()).merge(bucket)
+        return {currency: totals[currency].as_dict() for currency in sorted(totals)}
+
+    def check(self) -> None:
+        """Raise AssertionError unless the items add up to the promised summary and totals."""
+        counted = self.summary()
+        promised = {status: self.expected_summary.get(status, 0) for status in STATUSES}
+        if counted != promised:
+            raise AssertionError(
+                f"items by status {counted} differ from the report's summary {promised}"
+            )
+        totals = self.totals_by_currency()
+        for currency in sorted(set(totals) | set(self.expected_totals)):
+            got = totals.get(currency, Bucket().as_dict())
+            want = {key: self.expected_totals.get(currency, {}).get(key, 0) for key in got}
+            if got["settled_amount"] != want["settled_amount"]:
+                raise AssertionError(
+                    f"{currency}: matched and breaks settle {got['settled_amount']} minor "
+                    f"units but the settlement file totals {want['settled_amount']}"
+                )
+            if got["gateway_amount"] != want["gateway_amount"]:
+                raise AssertionError(
+                    f"{currency}: matched and breaks hold {got['gateway_amount']} minor units "
+                    f"of the gateway's but its captures and refunds total "
+                    f"{want['gateway_amount']}"
+                )
+            if got != want:
+                raise AssertionError(f"{currency}: items total {got}, the report says {want}")
+        by_agency: dict[str, Bucket] = {}
+        for (_, currency), bucket in self.by_agency_currency.items():
+            by_agency.setdefault(currency, Bucket()).merge(bucket)
+        regrouped = {currency: by_agency[currency].as_dict() for currency in sorted(by_agency)}
+        if regrouped != totals:
+            raise AssertionError(f"totals by agency {regrouped} differ from by status {totals}")

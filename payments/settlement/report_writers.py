@@ -1,0 +1,435 @@
+"""The reconciliation report as the files finance officers download: JSON, CSV and XLSX.
+
+Each writer takes the summary and totals counted beforehand and a single pass over the items,
+and streams them out without holding them: the items may be a generator over millions of rows.
+While streaming, every writer tallies the items and checks (`ReconTotals.check`) that they add
+up to the summary and totals it already wrote; if they do not, it raises `AssertionError` rather
+than finish a report that contradicts itself.
+
+Amounts: JSON keeps integers of minor units, as the API's JSON does everywhere; CSV writes
+decimal strings of major units with the currency's exponent (`12.500` OMR, `150.00` SAR), as
+the acquirers' settlement files do; XLSX writes numbers in major units with a number format of
+the currency's decimals.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, date, datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+
+import hijridate
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.styles import Alignment, Font
+from openpyxl.utils import get_column_letter
+
+from payments.checkout.texts import CURRENCY_NAMES_AR
+from payments.money import exponent, format_major
+from payments.settlement.items import (
+    STATUSES,
+    TOTAL_FIELDS,
+    ReconItem,
+    ReconTotals,
+    ReportHeader,
+)
+
+if TYPE_CHECKING:
+    from openpyxl.cell.cell import Cell
+    from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+
+# The item's columns in CSV (and the JSON item's keys, where the resolution is one object).
+CSV_COLUMNS = (
+    "status",
+    "payment_id",
+    "refund_id",
+    "provider_reference",
+    "currency",
+    "gateway_amount",
+    "settled_amount",
+    "fee",
+    "agency",
+    "gateway_date",
+    "settlement_date",
+    "resolution_note",
+    "resolved_by",
+)
+
+STATUS_LABELS: dict[str, tuple[str, str]] = {
+    "matched": ("مطابقة", "Matched"),
+    "amount_mismatch": ("اختلاف في المبلغ", "Amount mismatch"),
+    "currency_mismatch": ("اختلاف في العملة", "Currency mismatch"),
+    "duplicate": ("مكررة", "Duplicate"),
+    "missing_in_gateway": ("غير موجودة في البوابة", "Missing in gateway"),
+    "missing_in_settlement": ("غير موجودة في التسوية", "Missing in settlement"),
+    "pending_settlement": ("بانتظار التسوية", "Pending settlement"),
+}
+
+_CHUNK_BYTES = 64 * 1024
+# A spreadsheet runs a cell starting with one of these as a formula; text that comes from an
+# acquirer's file or a finance officer must never do that.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_BOLD = Font(bold=True)
+_WRAP = Alignment(wrap_text=True, vertical="top")
+_DATE_FORMAT = "yyyy-mm-dd"
+
+
+class _Chunked:
+    """Collects small writes and passes them on in chunks, so a socket is not written per row."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8")
+        self._parts.append(data)
+        self._size += len(data)
+        if self._size >= _CHUNK_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._parts:
+            self._out.write(b"".join(self._parts))
+            self._parts.clear()
+            self._size = 0
+
+
+def _validated(
+    summary: Mapping[str, int], totals_by_currency: Mapping[str, Mapping[str, int]]
+) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """The summary with every status in order, and the totals in currency order."""
+    unknown = set(summary) - set(STATUSES)
+    if unknown:
+        raise ValueError(f"unknown statuses in the summary: {sorted(unknown)}")
+    totals: dict[str, dict[str, int]] = {}
+    for currency in sorted(totals_by_currency):
+        exponent(currency)  # refuses a currency the gateway does not know
+        fields = totals_by_currency[currency]
+        if set(fields) != set(TOTAL_FIELDS):
+            raise ValueError(f"{currency} totals need exactly {TOTAL_FIELDS}, got {sorted(fields)}")
+        totals[currency] = {key: fields[key] for key in TOTAL_FIELDS}
+    return {status: summary.get(status, 0) for status in STATUSES}, totals
+
+
+def _tallied(items: Iterable[ReconItem], totals: ReconTotals) -> Iterator[ReconItem]:
+    """Pass the items through once, then check they added up before the writer finishes."""
+    for item in items:
+        totals.add(item)
+        yield item
+    totals.check()
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day is not None else None
+
+
+def item_json(item: ReconItem) -> dict[str, object]:
+    """One item as the API's JSON shows it; amounts stay integers of minor units."""
+    resolution = (
+        {"note": item.resolution_note, "by": item.resolved_by}
+        if item.resolution_note is not None
+        else None
+    )
+    return {
+        "status": item.status,
+        "payment_id": item.payment_id,
+        "refund_id": item.refund_id,
+        "provider_reference": item.provider_reference,
+        "currency": item.currency,
+        "gateway_amount": item.gateway_amount,
+        "settled_amount": item.settled_amount,
+        "fee": item.fee,
+        "agency": item.agency,
+        "gateway_date": _iso(item.gateway_date),
+        "settlement_date": _iso(item.settlement_date),
+        "resolution": resolution,
+    }
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def write_json(
+    header: ReportHeader,
+    summary: Mapping[str, int],
+    totals_by_currency: Mapping[str, Mapping[str, int]],
+    items: Iterable[ReconItem],
+    out: BinaryIO,
+) -> None:
+    """Write `{"summary": {status: count}, "totals": {currency: {...}}, "items": [...]}`."""
+    del header  # the API's JSON report is the summary, totals and items alone
+    counts, totals = _validated(summary, totals_by_currency)
+    tally = ReconTotals(counts, totals)
+    sink = _Chunked(out)
+    sink.write(f'{{"summary":{_dumps(counts)},"totals":{_dumps(totals)},"items":[')
+    separator = ""
+    for item in _tallied(items, tally):
+        sink.write(separator + _dumps(item_json(item)))
+        separator = ","
+    sink.write("]}\n")
+    sink.flush()
+
+
+def _text_cell(text: str | None) -> str:
+    if text is None:
+        return ""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def _major_text(amount_minor: int | None, currency: str) -> str:
+    return "" if amount_minor is None else format_major(amount_minor, currency)
+
+
+def write_csv(
+    header: ReportHeader,
+    summary: Mapping[str, int],
+    totals_by_currency: Mapping[str, Mapping[str, int]],
+    items: Iterable[ReconItem],
+    out: BinaryIO,
+) -> None:
+    """Write UTF-8 CSV with a byte-order mark (so Excel reads the Arabic), one row per item.
+
+    Amounts are decimal major units; text a spreadsheet would take for a formula is prefixed
+    with an apostrophe.
+    """
+    del header
+    counts, totals = _validated(summary, totals_by_currency)
+    tally = ReconTotals(counts, totals)
+    sink = _Chunked(out)
+    sink.write("\ufeff")
+    writer = csv.writer(sink, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for item in _tallied(items, tally):
+        writer.writerow(
+            (
+                item.status,
+                _text_cell(item.payment_id),
+                _text_cell(item.refund_id),
+                _text_cell(item.provider_reference),
+                item.currency,
+                _major_text(item.gateway_amount, item.currency),
+                _major_text(item.settled_amount, item.currency),
+                _major_text(item.fee, item.currency),
+                _text_cell(item.agency),
+                _iso(item.gateway_date) or "",
+                _iso(item.settlement_date) or "",
+                _text_cell(item.resolution_note),
+                _text_cell(item.resolved_by),
+            )
+        )
+    sink.flush()
+
+
+# (Arabic / English title, column width) of the Items sheet, in order.
+ITEM_COLUMNS: tuple[tuple[str, float], ...] = (
+    ("الحالة / Status (Arabic)", 22),
+    ("رمز الحالة / Status", 22),
+    ("معرّف الدفعة / Payment ID", 26),
+    ("معرّف الاسترداد / Refund ID", 26),
+    ("مرجع المزوّد / Provider reference", 30),
+    ("العملة / Currency", 10),
+    ("مبلغ البوابة / Gateway amount", 16),
+    ("المبلغ المسوّى / Settled amount", 16),
+    ("الرسوم / Fee", 12),
+    ("الجهة / Agency", 24),
+    ("تاريخ البوابة (ميلادي) / Gateway date", 14),
+    ("تاريخ البوابة (هجري) / Gateway date (Hijri)", 16),
+    ("تاريخ التسوية (ميلادي) / Settlement date", 14),
+    ("تاريخ التسوية (هجري) / Settlement date (Hijri)", 16),
+    ("ملاحظة المعالجة / Resolution note", 40),
+    ("عولجت بواسطة / Resolved by", 20),
+)
+
+
+@lru_cache(maxsize=4096)
+def hijri_text(day: date) -> str | None:
+    """The Umm al-Qura date, `1448-06-21 هـ`; None outside the calendar's table (1924-2077)."""
+    try:
+        hijri = hijridate.Gregorian(day.year, day.month, day.day).to_hijri()
+    except OverflowError:
+        return None
+    return f"{hijri.year:04d}-{hijri.month:02d}-{hijri.day:02d} هـ"
+
+
+def number_format(currency: str) -> str:
+    """`#,##0.000` for a three-decimal currency, `#,##0.00` for two, `#,##0` for none."""
+    decimals = exponent(currency)
+    return "#,##0." + "0" * decimals if decimals else "#,##0"
+
+
+def _amount_cell(ws: WriteOnlyWorksheet, amount_minor: int | None, currency: str) -> Cell | None:
+    if amount_minor is None:
+        return None
+    # A spreadsheet number is a double, so the cell gets the double nearest the exact amount:
+    # Python divides two ints with correct rounding, which is the double Excel stores when the
+    # amount is typed by hand. An amount up to MAX_AMOUNT_MINOR has at most 13 significant
+    # digits, fewer than the 15 a double keeps and Excel shows, so the cell reads as exactly
+    # the amount. openpyxl writes the double with 16 significant digits, which parse back to
+    # the same double.
+    cell = WriteOnlyCell(ws, value=amount_minor / 10 ** exponent(currency))
+    cell.number_format = number_format(currency)
+    return cell
+
+
+def _date_cell(ws: WriteOnlyWorksheet, day: date | None) -> Cell | None:
+    if day is None:
+        return None
+    cell = WriteOnlyCell(ws, value=datetime(day.year, day.month, day.day))
+    cell.number_format = _DATE_FORMAT
+    return cell
+
+
+def _xlsx_text(ws: WriteOnlyWorksheet, text: str | None) -> str | Cell | None:
+    if text is None or not text.startswith("="):
+        return text
+    # openpyxl would store it as a formula; keep it the text it is.
+    cell = WriteOnlyCell(ws, value=text)
+    cell.data_type = "s"
+    return cell
+
+
+def _title_cell(ws: WriteOnlyWorksheet, title: str) -> Cell:
+    cell = WriteOnlyCell(ws, value=title)
+    cell.font = _BOLD
+    cell.alignment = _WRAP
+    return cell
+
+
+def _write_summary_sheet(
+    workbook: Workbook,
+    header: ReportHeader,
+    counts: Mapping[str, int],
+    totals: Mapping[str, Mapping[str, int]],
+) -> None:
+    ws = workbook.create_sheet("Summary")
+    ws.sheet_view.rightToLeft = True
+    for letter, width in zip("ABCDEF", (34, 26, 12, 18, 18, 14), strict=True):
+        ws.column_dimensions[letter].width = width
+    ws.append([_title_cell(ws, "تقرير التسوية / Reconciliation report")])
+    ws.append(["مزود الخدمة / Provider", _xlsx_text(ws, header.provider)])
+    for label, day in (
+        ("من / From", header.date_from),
+        ("إلى / To", header.date_to),
+    ):
+        ws.append([label, _date_cell(ws, day), hijri_text(day)])
+    generated = WriteOnlyCell(ws, value=header.generated_at.astimezone(UTC).replace(tzinfo=None))
+    generated.number_format = "yyyy-mm-dd hh:mm:ss"
+    ws.append(["أُنشئ في (UTC) / Generated at (UTC)", generated])
+    ws.append(["مهلة التسوية بالأيام / Settlement lag (days)", header.settlement_lag_days])
+    ws.append([])
+    ws.append(
+        [
+            _title_cell(ws, title)
+            for title in ("الحالة / Status (Arabic)", "رمز الحالة / Status", "العدد / Count")
+        ]
+    )
+    for status in STATUSES:
+        arabic, _ = STATUS_LABELS[status]
+        ws.append([arabic, status, counts[status]])
+    ws.append([])
+    ws.append(
+        [
+            _title_cell(ws, title)
+            for title in (
+                "العملة / Currency",
+                "اسم العملة / Currency name",
+                "العدد / Count",
+                "مبلغ البوابة / Gateway amount",
+                "المبلغ المسوّى / Settled amount",
+                "الرسوم / Fees",
+            )
+        ]
+    )
+    for currency, fields in totals.items():
+        ws.append(
+            [
+                currency,
+                CURRENCY_NAMES_AR.get(currency),
+                fields["count"],
+                _amount_cell(ws, fields["gateway_amount"], currency),
+                _amount_cell(ws, fields["settled_amount"], currency),
+                _amount_cell(ws, fields["fee"], currency),
+            ]
+        )
+
+
+def write_xlsx(
+    header: ReportHeader,
+    summary: Mapping[str, int],
+    totals_by_currency: Mapping[str, Mapping[str, int]],
+    items: Iterable[ReconItem],
+    out: BinaryIO,
+) -> None:
+    """Write a workbook with a `Summary` sheet and an `Items` sheet, titles in Arabic and English.
+
+    The workbook is write-only: rows go to a temporary file as they are appended, so memory does
+    not grow with the items.
+    """
+    counts, totals = _validated(summary, totals_by_currency)
+    workbook = Workbook(write_only=True)
+    try:
+        _write_workbook(workbook, header, counts, totals, items)
+        workbook.save(out)
+    except BaseException:
+        _discard(workbook)
+        raise
+
+
+def _discard(workbook: Workbook) -> None:
+    """Close the unsaved sheets and delete their temporary files now, not at interpreter exit."""
+    # openpyxl removes a write-only sheet's file only on save or at exit; a server process that
+    # lives for weeks would otherwise keep one per failed report.
+    for sheet in workbook.worksheets:
+        if sheet.closed:
+            continue
+        sheet.close()
+        cast(Any, sheet)._writer.cleanup()
+
+
+def _write_workbook(
+    workbook: Workbook,
+    header: ReportHeader,
+    counts: Mapping[str, int],
+    totals: Mapping[str, Mapping[str, int]],
+    items: Iterable[ReconItem],
+) -> None:
+    tally = ReconTotals(counts, totals)
+    _write_summary_sheet(workbook, header, counts, totals)
+
+    ws = workbook.create_sheet("Items")
+    ws.sheet_view.rightToLeft = True
+    # A write-only sheet writes its view and filter before the rows, so both are set now; the
+    # row count is the summary's, which the tally checks once the items are written.
+    ws.freeze_panes = "A2"
+    last_column = get_column_letter(len(ITEM_COLUMNS))
+    ws.auto_filter.ref = f"A1:{last_column}{1 + sum(counts.values())}"
+    for index, (_, width) in enumerate(ITEM_COLUMNS, start=1):
+        ws.column_dimensions[get_column_letter(index)].width = width
+    ws.append([_title_cell(ws, title) for title, _ in ITEM_COLUMNS])
+    for item in _tallied(items, tally):
+        ws.append(
+            [
+                STATUS_LABELS[item.status][0],
+                item.status,
+                _xlsx_text(ws, item.payment_id),
+                _xlsx_text(ws, item.refund_id),
+                _xlsx_text(ws, item.provider_reference),
+                item.currency,
+                _amount_cell(ws, item.gateway_amount, item.currency),
+                _amount_cell(ws, item.settled_amount, item.currency),
+                _amount_cell(ws, item.fee, item.currency),
+                _xlsx_text(ws, item.agency),
+                _date_cell(ws, item.gateway_date),
+                hijri_text(item.gateway_date) if item.gateway_date else None,
+                _date_cell(ws, item.settlement_date),
+                hijri_text(item.settlement_date) if item.settlement_date else None,
+                _xlsx_text(ws, item.resolution_note),
+                _xlsx_text(ws, item.resolved_by),
+            ]
+        )
