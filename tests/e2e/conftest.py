@@ -538,6 +538,22 @@ def running_gateway(
             _stop(process)
 
 
+@contextlib.contextmanager
+def gateway_with(
+    backend: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[LiveGateway]:
+    """A server of its own on a fresh database, started with operator settings `extra_env`."""
+    workdir = tmp_path_factory.mktemp(f"{name}-{backend}")
+    with (
+        database_for(backend, workdir) as url,
+        running_gateway(backend, workdir, url, extra_env) as gw,
+    ):
+        yield gw
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def gateway(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

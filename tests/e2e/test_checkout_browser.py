@@ -35,7 +35,7 @@ from tests.e2e.browser import (
     screenshots,
     unavailable,
 )
-from tests.e2e.conftest import LiveGateway, database_for, running_gateway
+from tests.e2e.conftest import LiveGateway, gateway_with
 from tests.e2e.webhook_support import WEBHOOK_ENV, wait_until
 from tests.integration.webhook_support import Answer, Receiver
 
@@ -108,12 +108,7 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveGateway]:
     """`gateway serve` on a fresh database, allowed to deliver webhooks to loopback."""
-    backend: str = request.param
-    workdir = tmp_path_factory.mktemp(f"checkout-{backend}")
-    with (
-        database_for(backend, workdir) as url,
-        running_gateway(backend, workdir, url, extra_env=WEBHOOK_ENV) as live,
-    ):
+    with gateway_with(request.param, tmp_path_factory, "checkout", WEBHOOK_ENV) as live:
         yield live
 
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from payments.models import Attempt, Payment
-from tests.e2e.conftest import BACKENDS, LiveGateway, database_for, running_gateway
+from tests.e2e.conftest import BACKENDS, LiveGateway, gateway_with
 
 pytestmark = pytest.mark.e2e
 
@@ -18,10 +18,9 @@ pytestmark = pytest.mark.e2e
 def with_backup(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveGateway]:
-    backend: str = request.param
-    workdir = tmp_path_factory.mktemp(f"failover-{backend}")
-    extra = {"GATEWAY_SANDBOX_BACKUP": "1"}
-    with database_for(backend, workdir) as url, running_gateway(backend, workdir, url, extra) as gw:
+    with gateway_with(
+        request.param, tmp_path_factory, "failover", {"GATEWAY_SANDBOX_BACKUP": "1"}
+    ) as gw:
         yield gw
 
 

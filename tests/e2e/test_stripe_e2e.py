@@ -13,10 +13,9 @@ from tests.e2e.conftest import (
     Api,
     LiveGateway,
     card_body,
-    database_for,
     expect_error,
+    gateway_with,
     json_of,
-    running_gateway,
 )
 from tests.fakes.stripe_server import FakeStripeServer, forged_event, signed_event
 
@@ -56,18 +55,13 @@ class Stripe:
 @pytest.fixture(scope="module")
 def stripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stripe]:
     """SQLite only: the integration tests run the same flows on both databases."""
-    backend = "sqlite"
-    workdir = tmp_path_factory.mktemp(f"stripe-{backend}")
     with FakeStripeServer() as fake:
         extra = {
             "GATEWAY_STRIPE_API_KEY": fake.api_key,
             "GATEWAY_STRIPE_API_BASE": fake.url,
             "GATEWAY_STRIPE_WEBHOOK_SECRET": SECRET,
         }
-        with (
-            database_for(backend, workdir) as url,
-            running_gateway(backend, workdir, url, extra) as gateway,
-        ):
+        with gateway_with("sqlite", tmp_path_factory, "stripe", extra) as gateway:
             yield Stripe(gateway, fake)
     assert fake.errors == []
 
