@@ -55,6 +55,8 @@ class Settings:
     sandbox_database: Path = Path("var/sandbox.db")
     payment_expiry_s: int = 90 * 60
     max_body_bytes: int = 64 * 1024
+    # The largest settlement file an import accepts (CLI and `POST /v1/settlements`).
+    max_settlement_file_bytes: int = 256 * 1024 * 1024
     idempotency_ttl_s: int = 24 * 60 * 60
     log_level: str = "INFO"
     # Routing (config/routing.py): ordered rules, acquirer instances beside the built-in

@@ -1,7 +1,9 @@
-"""The `gateway` command: migrations, agencies and keys, demo data, the server and the worker."""
+"""The `gateway` command: migrations, agencies and keys, demo data, settlements and payouts,
+the server and the worker."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal
 import subprocess
@@ -17,7 +19,10 @@ from config import ConfigurationError, Settings, load_settings
 from payments import logs, migrate
 from payments.errors import GatewayError, Unavailable
 from payments.gateway import Gateway, build_gateway
+from payments.money import format_major
 from payments.service import access, anchors, audit, demo, resolution
+from payments.settlement import imports, sandbox_export
+from payments.settlement import payouts as payout_service
 from payments.webhooks import delivery
 
 WORKER_IDLE_S = 1.0
@@ -94,8 +99,20 @@ def agencies() -> None:
 @click.option("--name-ar", required=True)
 @click.option("--state", required=True, type=click.Choice(access.MEMBER_STATES))
 @click.option("--currency", "currencies", required=True, multiple=True)
+@click.option(
+    "--fee-bearer",
+    type=click.Choice(access.FEE_BEARERS),
+    default="gateway",
+    help="Who bears acquirer fees on settled payments (default: the gateway).",
+)
 def agencies_create(
-    agency_id: str, name: str, name_ar: str, state: str, currencies: tuple[str, ...]
+    *,
+    agency_id: str,
+    name: str,
+    name_ar: str,
+    state: str,
+    currencies: tuple[str, ...],
+    fee_bearer: str,
 ) -> None:
     """Register an agency."""
     codes = [c.strip().upper() for item in currencies for c in item.split(",") if c.strip()]
@@ -107,6 +124,7 @@ def agencies_create(
         name_ar=name_ar,
         state=state,
         currencies=codes,
+        fee_bearer=fee_bearer,
     )
     click.echo(f"created agency {agency.id} ({', '.join(agency.currencies)})")
 
@@ -133,6 +151,72 @@ def keys_revoke(key_id: str) -> None:
     """Revoke a key."""
     key = _run(access.revoke_key, _gateway(), key_id)
     click.echo(f"revoked {key.id}")
+
+
+@main.group()
+def settlements() -> None:
+    """Acquirers' settlement files."""
+
+
+@settlements.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--provider", required=True, help="The acquirer whose file this is.")
+def settlements_import(file: Path, provider: str) -> None:
+    """Import an acquirer settlement file; exit 1, naming the bad line, if it is malformed."""
+    gw = _gateway()
+    with file.open("rb") as stream:
+        result = _run(
+            imports.import_file, gw, provider, stream, filename=file.name, imported_by="cli"
+        )
+    settlement = result.settlement
+    what = "imported" if result.created else "already imported as"
+    summary = ", ".join(f"{status} {count}" for status, count in settlement.summary.items())
+    click.echo(f"{what} {settlement.id}: {settlement.line_count} lines ({summary})")
+
+
+@settlements.command("export-sandbox")
+@click.option("--date", "day", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--provider", default="sandbox", help="The sandbox instance (default: sandbox).")
+def settlements_export_sandbox(day: dt.datetime, output: Path, provider: str) -> None:
+    """Write the sandbox's settlement file for that UTC day's captures and refunds."""
+    gw = _gateway()
+    with output.open("w", encoding="utf-8", newline="") as out:
+        lines = _run(sandbox_export.export_day, gw, provider, day.date(), out)
+    click.echo(f"wrote {lines} lines for {day.date().isoformat()} to {output}")
+
+
+@main.group()
+def payouts() -> None:
+    """Payouts to agencies."""
+
+
+@payouts.command("create")
+@click.option("--agency", "agency_id", required=True)
+@click.option("--currency", required=True)
+@click.option("--amount", required=True, type=int, help="In the currency's minor unit.")
+@click.option("--reference", required=True, help="The treasury's transfer reference.")
+@click.option("--mode", type=click.Choice(["test", "live"]), default="test")
+@click.option("--provider", help="Whose settlement account pays (test mode: sandbox).")
+def payouts_create(
+    *, agency_id: str, currency: str, amount: int, reference: str, mode: str, provider: str | None
+) -> None:
+    """Record what the treasury paid an agency; the same reference again is a no-op."""
+    new = payout_service.NewPayout(
+        agency_id=agency_id,
+        currency=currency.strip().upper(),
+        amount_minor=amount,
+        reference=reference,
+        livemode=mode == "live",
+        provider=provider,
+    )
+    result = _run(payout_service.create_payout, _gateway(), new)
+    payout = result.payout
+    what = "recorded payout" if result.created else "already recorded as payout"
+    click.echo(
+        f"{what} {payout.id}: {format_major(payout.amount_minor, payout.currency)} "
+        f"{payout.currency} to {payout.agency_id} ({payout.reference})"
+    )
 
 
 @main.group("ledger")

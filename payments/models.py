@@ -1,4 +1,5 @@
-"""The gateway's tables: agencies, API keys, payments, attempts, refunds, events, idempotency."""
+"""The gateway's tables: agencies, API keys, payments, attempts, refunds, events, idempotency,
+settlements and their lines, and payouts."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -28,12 +30,18 @@ class Base(DeclarativeBase):
 
 class Agency(Base):
     __tablename__ = "agencies"
+    __table_args__ = (
+        CheckConstraint("fee_bearer IN ('agency', 'gateway')", name="ck_agencies_fee_bearer"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     name_ar: Mapped[str] = mapped_column(String(200))
     state: Mapped[str] = mapped_column(String(2))
     currencies: Mapped[list[str]] = mapped_column(JSON(none_as_null=True))
+    # Who bears the acquirer's fee on a settled payment: `gateway` (an expense) or `agency`
+    # (taken from what it is owed); None means `gateway`.
+    fee_bearer: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
@@ -199,3 +207,83 @@ class IdempotencyRecord(Base):
     response_status: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class Settlement(Base):
+    """One imported acquirer settlement file, kept once per acquirer and file digest."""
+
+    __tablename__ = "settlements"
+    __table_args__ = (UniqueConstraint("provider", "digest", name="uq_settlements_digest"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(40))
+    digest: Mapped[str] = mapped_column(String(64))  # SHA-256 hex of the file's bytes
+    filename: Mapped[str] = mapped_column(String(255))
+    line_count: Mapped[int] = mapped_column(Integer)
+    summary: Mapped[dict[str, int]] = mapped_column(JSON)
+    imported_by: Mapped[str] = mapped_column(String(40))  # an API key id, or "cli"
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class SettlementLine(Base):
+    """One line of a settlement file, normalised, with what it matched at import."""
+
+    __tablename__ = "settlement_lines"
+    __table_args__ = (
+        UniqueConstraint("provider", "line_key", name="uq_settlement_lines_key"),
+        CheckConstraint("type IN ('payment', 'refund')", name="ck_settlement_lines_type"),
+        CheckConstraint(
+            "status IN ('matched', 'amount_mismatch', 'currency_mismatch', 'duplicate', "
+            "'missing_in_gateway')",
+            name="ck_settlement_lines_status",
+        ),
+        CheckConstraint(
+            "fee_bearer IN ('agency', 'gateway')", name="ck_settlement_lines_fee_bearer"
+        ),
+        Index("ix_settlement_lines_reference", "provider_reference"),
+        Index("ix_settlement_lines_date", "settlement_date"),
+        Index("ix_settlement_lines_payment", "payment_id"),
+        Index("ix_settlement_lines_refund", "refund_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    settlement_id: Mapped[str] = mapped_column(ForeignKey("settlements.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(40))
+    line_no: Mapped[int] = mapped_column(Integer)
+    line_key: Mapped[str] = mapped_column(String(64))
+    settlement_date: Mapped[dt.date] = mapped_column(Date)
+    provider_reference: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(8))
+    currency: Mapped[str] = mapped_column(String(3))
+    # Signed as in the file: a refund's gross and net are negative.
+    gross_minor: Mapped[int] = mapped_column(BigInteger)
+    fee_minor: Mapped[int] = mapped_column(BigInteger)
+    net_minor: Mapped[int] = mapped_column(BigInteger)
+    payment_id: Mapped[str | None] = mapped_column(String(40))
+    refund_id: Mapped[str | None] = mapped_column(String(40))
+    agency_id: Mapped[str | None] = mapped_column(String(64))
+    livemode: Mapped[bool | None] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(20))
+    # Who bore the fee of a matched payment line when it was posted (the agency's setting
+    # may change later; the audit follows what was posted).
+    fee_bearer: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class Payout(Base):
+    """Money the treasury paid an agency out of an acquirer's settlement account."""
+
+    __tablename__ = "payouts"
+    __table_args__ = (
+        UniqueConstraint("agency_id", "reference", name="uq_payouts_reference"),
+        CheckConstraint("amount_minor > 0", name="ck_payouts_amount_positive"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    livemode: Mapped[bool] = mapped_column(Boolean)
+    provider: Mapped[str] = mapped_column(String(40))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    reference: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

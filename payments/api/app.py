@@ -7,7 +7,17 @@ from flask_smorest import Api
 
 from config import Settings, load_settings
 from payments import logs
-from payments.api import http, ledger, notifications, ops, payments, reads, refunds, webhooks
+from payments.api import (
+    http,
+    ledger,
+    notifications,
+    ops,
+    payments,
+    reads,
+    refunds,
+    settlements,
+    webhooks,
+)
 from payments.checkout import pages as checkout_pages
 from payments.checkout import simulator
 from payments.gateway import Gateway, build_gateway
@@ -47,7 +57,14 @@ def create_app(settings: Settings | None = None, gw: Gateway | None = None) -> F
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["gateway"] = gw
     api = GatewayApi(app)
-    for blueprint in (payments.blp, refunds.blp, reads.blp, ledger.blp, webhooks.blp):
+    for blueprint in (
+        payments.blp,
+        refunds.blp,
+        reads.blp,
+        ledger.blp,
+        settlements.blp,
+        webhooks.blp,
+    ):
         api.register_blueprint(blueprint)
     app.register_blueprint(ops.blp)
     app.register_blueprint(notifications.blp)

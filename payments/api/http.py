@@ -3,6 +3,7 @@ idempotency, and the one error shape of API.md."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -107,8 +108,34 @@ def _from_http_exception(exc: HTTPException) -> GatewayError:
     return err
 
 
+# The one endpoint that takes a multipart upload, not JSON, and its own size limit: the
+# settlement file limit plus room for the multipart envelope and the `provider` field.
+UPLOAD_PATHS = frozenset({"/v1/settlements"})
+UPLOAD_ENVELOPE_BYTES = 64 * 1024
+
+
+def _parse_upload() -> None:
+    """Admit a multipart settlement file up to its own limit; key idempotency on its
+    fields and the file's digest."""
+    max_bytes = gateway().settings.max_settlement_file_bytes + UPLOAD_ENVELOPE_BYTES
+    request.max_content_length = max_bytes
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"the upload is over {max_bytes} bytes")
+    body: dict[str, Any] = {key: request.form.getlist(key) for key in sorted(request.form)}
+    for name, upload in sorted(request.files.items(multi=True)):
+        digest = hashlib.sha256()
+        while block := upload.stream.read(1024 * 1024):  # bounded by the request's limit
+            digest.update(block)
+        upload.stream.seek(0)
+        body[f"file:{name}"] = digest.hexdigest()
+    g.body = body
+
+
 def _parse_body() -> None:
     """Refuse over-large, non-JSON and non-object bodies before any view sees them."""
+    if request.path in UPLOAD_PATHS and request.mimetype == "multipart/form-data":
+        _parse_upload()
+        return
     max_bytes = gateway().settings.max_body_bytes
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge("the request body is over 64 KiB")

@@ -40,8 +40,18 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+FEE_BEARERS = ("gateway", "agency")
+
+
 def create_agency(
-    gw: Gateway, agency_id: str, *, name: str, name_ar: str, state: str, currencies: list[str]
+    gw: Gateway,
+    agency_id: str,
+    *,
+    name: str,
+    name_ar: str,
+    state: str,
+    currencies: list[str],
+    fee_bearer: str = "gateway",
 ) -> Agency:
     if not AGENCY_ID_RE.match(agency_id):
         raise ValidationFailed("agency id: lower-case letters, digits and '-'", param="id")
@@ -52,6 +62,8 @@ def create_agency(
         raise ValidationFailed(f"unsupported currencies: {unknown}", param="currency")
     if not name.strip() or not name_ar.strip():
         raise ValidationFailed("an agency needs an English and an Arabic name", param="name")
+    if fee_bearer not in FEE_BEARERS:
+        raise ValidationFailed("fee bearer must be gateway or agency", param="fee_bearer")
     with gw.db.transaction() as session:
         if session.get(Agency, agency_id) is not None:
             raise Conflict(f"agency {agency_id} already exists", code="agency_exists")
@@ -61,6 +73,7 @@ def create_agency(
             name_ar=name_ar,
             state=state,
             currencies=list(dict.fromkeys(currencies)),
+            fee_bearer=fee_bearer,
             created_at=clock.now(),
         )
         session.add(agency)

@@ -1,6 +1,9 @@
 """The gateway's audit: the ledger's own checks, plus the gateway's invariants that tie the
-book to payments and refunds (an agency's payable and an acquirer's clearing account each
-equal captures minus refunds, until settlement and payouts come in)."""
+book to payments, refunds, settlement lines and payouts (DESIGN.md, "The ledger"):
+an agency's payable = captures - refunds - fees it bore - payouts; an acquirer's clearing
+account = captures - refunds - the signed gross of matched settlement lines (a refund line's
+gross is negative, so it adds back); its settlement bank account = net of matched payment lines
++ gross of matched refund lines - payouts; its fee expense = fees the gateway bore."""
 
 from __future__ import annotations
 
@@ -13,8 +16,8 @@ from sqlalchemy.orm import Session
 import ledger
 from payments import clock
 from payments.gateway import Gateway
-from payments.models import Payment, Refund
-from payments.postings import CLEARING, PAYABLE, account_code
+from payments.models import Payment, Payout, Refund, SettlementLine
+from payments.postings import CLEARING, FEES, PAYABLE, SETTLEMENT, account_code
 from payments.states import RefundStatus
 
 Key = tuple[str, str]  # (account code, currency)
@@ -51,12 +54,67 @@ def _expected_balances(session: Session) -> dict[Key, int]:
                     template, livemode=bool(livemode), agency=agency, provider=provider or ""
                 )
                 expected[(code, currency)] += sign * int(amount)
+    _settled(session, expected)
     return expected
+
+
+def _settled(session: Session, expected: dict[Key, int]) -> None:
+    """What matched settlement lines and payouts moved, added to `expected`."""
+    lines = session.execute(
+        select(
+            SettlementLine.agency_id,
+            SettlementLine.livemode,
+            SettlementLine.provider,
+            SettlementLine.currency,
+            SettlementLine.type,
+            SettlementLine.fee_bearer,
+            func.sum(SettlementLine.gross_minor),
+            func.sum(SettlementLine.fee_minor),
+            func.sum(SettlementLine.net_minor),
+        )
+        .where(SettlementLine.status == "matched")
+        .group_by(
+            SettlementLine.agency_id,
+            SettlementLine.livemode,
+            SettlementLine.provider,
+            SettlementLine.currency,
+            SettlementLine.type,
+            SettlementLine.fee_bearer,
+        )
+    ).all()
+    for agency, livemode, provider, currency, kind, bearer, gross, fee, net in lines:
+        live = bool(livemode)
+        clearing = account_code(CLEARING[0], livemode=live, provider=provider)
+        bank = account_code(SETTLEMENT[0], livemode=live, provider=provider)
+        expected[(clearing, currency)] -= int(gross)
+        if kind == "refund":
+            expected[(bank, currency)] += int(gross)
+            continue
+        expected[(bank, currency)] += int(net)
+        if bearer == "agency":
+            payable = account_code(PAYABLE[0], livemode=live, agency=agency or "")
+            expected[(payable, currency)] -= int(fee)
+        else:
+            fees = account_code(FEES[0], livemode=live, provider=provider)
+            expected[(fees, currency)] += int(fee)
+    payouts = session.execute(
+        select(
+            Payout.agency_id,
+            Payout.livemode,
+            Payout.provider,
+            Payout.currency,
+            func.sum(Payout.amount_minor),
+        ).group_by(Payout.agency_id, Payout.livemode, Payout.provider, Payout.currency)
+    ).all()
+    for agency, livemode, provider, currency, amount in payouts:
+        for template in (PAYABLE[0], SETTLEMENT[0]):
+            code = account_code(template, livemode=bool(livemode), agency=agency, provider=provider)
+            expected[(code, currency)] -= int(amount)
 
 
 def audit(gw: Gateway, anchors: Sequence[ledger.Anchor] = ()) -> ledger.Report:
     """Every ledger invariant (the chain held to `anchors` too), then every payable and
-    clearing account against the payments."""
+    clearing, settlement and fee account against the payments, settlements and payouts."""
     with gw.db.snapshot() as session:  # the book and the payments as of one moment
         report = ledger.verify(session, now=clock.now(), anchors=anchors)
         book = ledger.trial_balance(session)
@@ -64,14 +122,15 @@ def audit(gw: Gateway, anchors: Sequence[ledger.Anchor] = ()) -> ledger.Report:
     actual = {
         (a.code, a.currency): a.balance_minor
         for a in book.accounts
-        if a.code.removeprefix("test:").startswith(("agency:", "acquirer:"))
+        if a.code.removeprefix("test:").startswith(("agency:", "acquirer:", "bank:", "expense:"))
     }
     for key in sorted(set(actual) | set(expected)):
         if actual.get(key, 0) != expected.get(key, 0):
             report.add(
                 "gateway",
                 f"account {key[0]} {key[1]}",
-                f"balance {actual.get(key, 0)}, but captures - refunds = {expected.get(key, 0)}",
+                f"balance {actual.get(key, 0)}, but the payments, refunds, settlement lines "
+                f"and payouts make it {expected.get(key, 0)}",
             )
     for currency, (debits, credits) in book.totals.items():
         if debits != credits:

@@ -1,0 +1,403 @@
+"""Importing an acquirer's settlement file: each use case one function over the `Gateway`.
+
+An import is idempotent twice over: a file already imported for the acquirer (the same SHA-256
+digest) answers the first import and writes nothing, and a line already imported from another
+file (the same line key) is not stored or posted again. A file is read once into a spool while
+its digest is computed, and parsed through once to validate it before anything is written
+(a malformed file never takes the write lock); then parsed again, streaming, inside the one
+write transaction that stores the settlement, its lines and their ledger postings, in chunks.
+
+Imports of one acquirer's files run one at a time: on PostgreSQL an advisory lock per
+acquirer, taken first in the transaction, makes a second import wait until the first has
+committed and then see its lines, so two files settling the same payment never both post it
+(the ledger's unique external id and the unique line key stand behind that); SQLite's
+`BEGIN IMMEDIATE` serialises every write already. Locking the matched payments with
+`SELECT ... FOR UPDATE` instead would lock them in each file's order and could deadlock two
+imports; imports are rare batch jobs, so serialising them per acquirer costs nothing.
+
+No `settlement.imported` event is written: the outbox is per agency and mode, and events for
+finance keys' endpoints do not exist yet.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import tempfile
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+from sqlalchemy import insert, select, text
+from sqlalchemy.orm import Session
+
+import ledger
+from payments import clock, postings
+from payments.errors import NotFound, PermissionDenied, ValidationFailed
+from payments.gateway import Gateway
+from payments.ids import is_id, new_id
+from payments.models import Agency, Payment, Refund, Settlement, SettlementLine
+from payments.service.access import Principal
+from payments.service.payments import Page, paginate
+from payments.settlement.parsers import MalformedFile, ParsedLine, SettlementParser, parser_for
+from payments.states import RefundStatus
+from providers.sandbox import SandboxProvider
+
+STATUSES = ("matched", "amount_mismatch", "currency_mismatch", "duplicate", "missing_in_gateway")
+# Lines matched, stored and posted per round trip: bounds memory whatever the file's size.
+CHUNK_LINES = 500
+READ_CHUNK_BYTES = 1024 * 1024
+SPOOL_IN_MEMORY_BYTES = 8 * 1024 * 1024
+INVALID_FILE = "settlement_file_invalid"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportResult:
+    settlement: Settlement
+    created: bool  # False: the same file was imported before, and this is that import
+
+
+def import_file(
+    gw: Gateway, provider: str, stream: IO[bytes], *, filename: str, imported_by: str
+) -> ImportResult:
+    """Import `provider`'s settlement file: store its lines, match each to the gateway's
+    payments and refunds, and post every matched line's settlement transaction."""
+    parser = _parser(gw, provider)
+    limit = gw.settings.max_settlement_file_bytes
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
+        digest = _spool(stream, spool, limit)
+        with gw.db.read() as session:
+            first = _imported(session, provider, digest)
+        if first is not None:
+            return ImportResult(first, created=False)
+        spool.seek(0)
+        with _refused_as_invalid():
+            for _line in parser.parse(spool):  # type: ignore[arg-type]
+                pass  # validation only: the whole file, before a row is written
+        spool.seek(0)
+        with gw.db.transaction() as session:
+            _lock_provider(session, provider)
+            first = _imported(session, provider, digest)  # a racing import of the same file
+            if first is not None:
+                return ImportResult(first, created=False)
+            now = clock.now()
+            settlement = Settlement(
+                id=new_id("stl"),
+                provider=provider,
+                digest=digest,
+                filename=filename[:255],
+                line_count=0,
+                summary={},
+                imported_by=imported_by,
+                created_at=now,
+            )
+            session.add(settlement)
+            session.flush()
+            summary: collections.Counter[str] = collections.Counter()
+            settled: set[str] = set()  # payments and refunds this file has settled so far
+            with _refused_as_invalid():  # the same bytes again: refused above if ever
+                for chunk in _chunks(parser.parse(spool), CHUNK_LINES):  # type: ignore[arg-type]
+                    _import_chunk(
+                        session, settlement, chunk, summary=summary, settled=settled, now=now
+                    )
+            settlement.line_count = sum(summary.values())
+            settlement.summary = {status: summary[status] for status in STATUSES}
+    return ImportResult(settlement, created=True)
+
+
+@contextlib.contextmanager
+def _refused_as_invalid() -> Iterator[None]:
+    try:
+        yield
+    except MalformedFile as exc:
+        raise ValidationFailed(
+            f"the settlement file is malformed: {exc}",
+            code=INVALID_FILE,
+            param="file",
+            details={"file": [str(exc)]},
+        ) from None
+
+
+def _parser(gw: Gateway, provider: str) -> SettlementParser:
+    file_format = provider
+    if provider in gw.providers and isinstance(gw.providers.get(provider), SandboxProvider):
+        file_format = "sandbox"
+    parser = parser_for(file_format, max_file_bytes=gw.settings.max_settlement_file_bytes)
+    if parser is None:
+        raise ValidationFailed(
+            f"no settlement file format is known for provider {provider[:40]!r}",
+            param="provider",
+        )
+    return parser
+
+
+def _spool(stream: IO[bytes], spool: IO[bytes], limit: int) -> str:
+    """Copy the upload aside, at most `limit` bytes, and return its SHA-256 hex digest."""
+    digest = hashlib.sha256()
+    total = 0
+    while True:  # bounded by `limit`
+        block = stream.read(READ_CHUNK_BYTES)
+        if not block:
+            break
+        total += len(block)
+        if total > limit:
+            raise ValidationFailed(
+                f"the settlement file is over the limit of {limit} bytes",
+                code=INVALID_FILE,
+                param="file",
+            )
+        digest.update(block)
+        spool.write(block)
+    return digest.hexdigest()
+
+
+def _imported(session: Session, provider: str, digest: str) -> Settlement | None:
+    return session.execute(
+        select(Settlement).where(Settlement.provider == provider, Settlement.digest == digest)
+    ).scalar_one_or_none()
+
+
+def _lock_provider(session: Session, provider: str) -> None:
+    if session.get_bind().dialect.name != "postgresql":
+        return  # the write transaction holds SQLite's one write lock already
+    key = int.from_bytes(hashlib.sha256(f"settlement:{provider}".encode()).digest()[:8], "big")
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key - 2**63})
+
+
+def _chunks(lines: Iterable[ParsedLine], size: int) -> Iterator[list[ParsedLine]]:
+    chunk: list[ParsedLine] = []
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _import_chunk(
+    session: Session,
+    settlement: Settlement,
+    chunk: list[ParsedLine],
+    *,
+    summary: collections.Counter[str],
+    settled: set[str],
+    now: dt.datetime,
+) -> None:
+    provider = settlement.provider
+    known = set(
+        session.execute(
+            select(SettlementLine.line_key).where(
+                SettlementLine.provider == provider,
+                SettlementLine.line_key.in_([line.line_key for line in chunk]),
+            )
+        ).scalars()
+    )
+    fresh = [line for line in chunk if line.line_key not in known]
+    # A line another file stated already is that file's: counted here, stored once.
+    summary["duplicate"] += len(chunk) - len(fresh)
+    payments = _payments(
+        session, provider, [ln.provider_reference for ln in fresh if ln.type == "payment"]
+    )
+    refunds = _refunds(
+        session, provider, [ln.provider_reference for ln in fresh if ln.type == "refund"]
+    )
+    targets = [*(p.id for p in payments.values()), *(r.id for r in refunds.values())]
+    settled |= _settled_before(session, targets)
+    bearers = _fee_bearers(session, {p.agency_id for p in payments.values()})
+    rows: list[dict[str, Any]] = []
+    specs: list[ledger.TransactionSpec] = []
+    for line in fresh:
+        row: dict[str, Any] = {
+            "settlement_id": settlement.id,
+            "provider": provider,
+            "line_no": line.line_no,
+            "line_key": line.line_key,
+            "settlement_date": line.settlement_date,
+            "provider_reference": line.provider_reference,
+            "type": line.type,
+            "currency": line.currency,
+            "gross_minor": line.gross_minor,
+            "fee_minor": line.fee_minor,
+            "net_minor": line.net_minor,
+            "payment_id": None,
+            "refund_id": None,
+            "agency_id": None,
+            "livemode": None,
+            "fee_bearer": None,
+            "created_at": now,
+        }
+        target: Payment | Refund | None
+        if line.type == "payment":
+            target = payments.get(line.provider_reference)
+            expected = target.amount_captured_minor if target is not None else 0
+        else:
+            target = refunds.get(line.provider_reference)
+            expected = -target.amount_minor if target is not None else 0
+        if target is None:
+            status = "missing_in_gateway"
+        else:
+            row.update(agency_id=target.agency_id, livemode=target.livemode)
+            if isinstance(target, Refund):
+                row.update(refund_id=target.id, payment_id=target.payment_id)
+            else:
+                row.update(payment_id=target.id)
+            if target.id in settled:
+                status = "duplicate"
+            elif line.currency != target.currency:
+                status = "currency_mismatch"
+            elif line.gross_minor != expected:
+                status = "amount_mismatch"
+            else:
+                status = "matched"
+                settled.add(target.id)
+                bearer = bearers.get(target.agency_id) if line.type == "payment" else None
+                row["fee_bearer"] = bearer
+                specs.append(_settlement_spec(line, target, provider, bearer, now))
+        row["status"] = status
+        summary[status] += 1
+        rows.append(row)
+    if rows:
+        session.execute(insert(SettlementLine), rows)
+    if specs:
+        ledger.post_many(session, specs, now)
+
+
+def _payments(session: Session, provider: str, references: list[str]) -> dict[str, Payment]:
+    if not references:
+        return {}
+    found = session.execute(
+        select(Payment)
+        .where(
+            Payment.provider == provider,
+            Payment.provider_reference.in_(set(references)),
+            Payment.amount_captured_minor > 0,
+        )
+        .order_by(Payment.id)
+    ).scalars()
+    by_reference: dict[str, Payment] = {}
+    for payment in found:
+        assert payment.provider_reference is not None
+        by_reference.setdefault(payment.provider_reference, payment)
+    return by_reference
+
+
+def _refunds(session: Session, provider: str, references: list[str]) -> dict[str, Refund]:
+    if not references:
+        return {}
+    found = session.execute(
+        select(Refund)
+        .where(
+            Refund.provider == provider,
+            Refund.provider_reference.in_(set(references)),
+            Refund.status == RefundStatus.SUCCEEDED.value,
+        )
+        .order_by(Refund.id)
+    ).scalars()
+    by_reference: dict[str, Refund] = {}
+    for refund in found:
+        assert refund.provider_reference is not None
+        by_reference.setdefault(refund.provider_reference, refund)
+    return by_reference
+
+
+def _settled_before(session: Session, targets: list[str]) -> set[str]:
+    """Which of these payments and refunds an earlier import settled (a matched line)."""
+    if not targets:
+        return set()
+    matched = SettlementLine.status == "matched"
+    by_payment = select(SettlementLine.payment_id).where(
+        matched,
+        SettlementLine.type == "payment",
+        SettlementLine.payment_id.in_(targets),
+    )
+    by_refund = select(SettlementLine.refund_id).where(
+        matched, SettlementLine.refund_id.in_(targets)
+    )
+    found = set(session.execute(by_payment).scalars()) | set(session.execute(by_refund).scalars())
+    return {value for value in found if value is not None}
+
+
+def _fee_bearers(session: Session, agency_ids: set[str]) -> dict[str, str]:
+    if not agency_ids:
+        return {}
+    rows = session.execute(
+        select(Agency.id, Agency.fee_bearer).where(Agency.id.in_(agency_ids))
+    ).all()
+    return {agency_id: bearer or "gateway" for agency_id, bearer in rows}
+
+
+def _settlement_spec(
+    line: ParsedLine,
+    target: Payment | Refund,
+    provider: str,
+    fee_bearer: str | None,
+    now: dt.datetime,
+) -> ledger.TransactionSpec:
+    if line.type == "payment":
+        rule = "settlement_fee_agency" if fee_bearer == "agency" else "settlement_fee_gateway"
+        amounts = {"gross": line.gross_minor, "fee": line.fee_minor, "net": line.net_minor}
+    else:
+        rule, amounts = "settlement_refund", {"gross": -line.gross_minor}
+    return postings.transaction(
+        rule,
+        external_id=f"settlement:{provider}:{line.line_key}",
+        description=f"settlement of {line.type} {target.id} ({line.settlement_date})",
+        amounts=amounts,
+        currency=line.currency,
+        livemode=target.livemode,
+        agency=target.agency_id,
+        provider=provider,
+        effective_at=now,
+        metadata={
+            line.type: target.id,
+            "provider_reference": line.provider_reference,
+            "settlement_date": line.settlement_date.isoformat(),
+        },
+    )
+
+
+def settlement_json(settlement: Settlement) -> dict[str, Any]:
+    return {
+        "id": settlement.id,
+        "object": "settlement",
+        "provider": settlement.provider,
+        "filename": settlement.filename,
+        "lines": settlement.line_count,
+        "summary": dict(settlement.summary),
+        "created_at": settlement.created_at,
+    }
+
+
+def _finance_only(principal: Principal) -> None:
+    if not principal.is_finance:
+        raise PermissionDenied("settlements are for finance keys")
+
+
+def import_for(
+    gw: Gateway, principal: Principal, provider: str, stream: IO[bytes], filename: str
+) -> ImportResult:
+    """`import_file` on behalf of an API key, which must be a finance key."""
+    _finance_only(principal)
+    return import_file(gw, provider, stream, filename=filename, imported_by=principal.key_id)
+
+
+def list_settlements(
+    gw: Gateway, principal: Principal, page: Page
+) -> tuple[list[Settlement], bool]:
+    _finance_only(principal)
+    with gw.db.read() as session:
+        return paginate(session, select(Settlement), Settlement, page)
+
+
+def get_settlement(gw: Gateway, principal: Principal, settlement_id: str) -> Settlement:
+    _finance_only(principal)
+    found = None
+    if is_id(settlement_id, "stl"):
+        with gw.db.read() as session:
+            found = session.get(Settlement, settlement_id)
+    if found is None:
+        raise NotFound(f"no settlement {settlement_id[:40]!r}", param="id")
+    return found

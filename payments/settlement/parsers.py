@@ -1,0 +1,90 @@
+"""Settlement-file parsers: the protocol every acquirer's adapter implements, the normalised
+line it yields, and the registry that names each parser by provider.
+
+The sandbox's CSV is the first parser (`payments.settlement.sandbox_file`); Stripe's balance
+transactions export and the national schemes' files plug in later by implementing
+`SettlementParser` and registering under their provider names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, Protocol
+
+# The largest settlement file accepted: a month of a busy acquirer's lines fits well below it.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+LINE_TYPES = ("payment", "refund")
+
+
+class MalformedFile(ValueError):
+    """A settlement file refused whole: `line_no` is the first bad line (1 is the header)."""
+
+    def __init__(self, line_no: int, reason: str) -> None:
+        super().__init__(f"line {line_no}: {reason}")
+        self.line_no = line_no
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedLine:
+    """One settlement line in the gateway's terms: amounts in minor units, signed as the
+    acquirer states them (a refund's gross and net are negative)."""
+
+    line_no: int
+    settlement_date: dt.date
+    provider_reference: str
+    type: str  # `payment` or `refund`
+    currency: str
+    gross_minor: int
+    fee_minor: int
+    net_minor: int
+
+    @property
+    def line_key(self) -> str:
+        """What makes a line the same line in any file of the acquirer: SHA-256 hex of its
+        date, reference, type, currency and gross amount. Two lines with one key are one
+        money movement stated twice."""
+        text = "|".join(
+            (
+                self.settlement_date.isoformat(),
+                self.provider_reference,
+                self.type,
+                self.currency,
+                str(self.gross_minor),
+            )
+        )
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+class SettlementParser(Protocol):
+    """Turns an acquirer's settlement file into normalised lines in one streaming pass,
+    raising `MalformedFile` at the first line it refuses."""
+
+    def parse(self, stream: BinaryIO) -> Iterator[ParsedLine]: ...
+
+
+ParserFactory = Callable[[int], SettlementParser]  # built with the file-size limit
+_REGISTRY: dict[str, ParserFactory] = {}
+
+
+def register(provider: str, factory: ParserFactory) -> None:
+    _REGISTRY[provider] = factory
+
+
+def parser_for(
+    file_format: str, *, max_file_bytes: int = MAX_FILE_BYTES
+) -> SettlementParser | None:
+    """The parser of a file format (`sandbox` for every sandbox instance), or None."""
+    _register_builtin()
+    factory = _REGISTRY.get(file_format)
+    return factory(max_file_bytes) if factory is not None else None
+
+
+def _register_builtin() -> None:
+    if "sandbox" not in _REGISTRY:
+        from payments.settlement.sandbox_file import SandboxCsvParser
+
+        register("sandbox", lambda limit: SandboxCsvParser(max_file_bytes=limit))

@@ -1,0 +1,159 @@
+"""The sandbox acquirer's settlement file (API.md section 5): its CSV columns, and the parser
+that reads it into normalised lines, refusing the whole file at its first bad line.
+
+The file is UTF-8 (a byte-order mark is tolerated) with the header
+`settlement_date,provider_reference,type,currency,gross,fee,net`, one line per capture or
+refund. Amounts are decimal major units written with exactly the currency's exponent
+(`12.500` for OMR). A payment line has gross > 0, 0 <= fee <= gross and net = gross - fee.
+A refund line has gross < 0, fee = 0 and net = gross: the sandbox charges nothing for a
+refund, and the ledger's `settlement_refund` rule has no fee leg to carry one. Two lines with
+the same line key (`ParsedLine.line_key`: date, reference, type, currency and gross) are one
+movement stated twice, and the file is refused. Blank lines are tolerated at the end only.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import re
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from payments.money import CURRENCY_EXPONENTS, MAX_AMOUNT_MINOR, AmountError, parse_major
+from payments.settlement.parsers import LINE_TYPES, MAX_FILE_BYTES, MalformedFile, ParsedLine
+
+COLUMNS = ("settlement_date", "provider_reference", "type", "currency", "gross", "fee", "net")
+HEADER = ",".join(COLUMNS)
+# No honest line of seven short columns comes near this; it bounds what one read may hold.
+MAX_LINE_BYTES = 4096
+DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+AMOUNT_RE = re.compile(r"-?[0-9]{1,13}(?:\.([0-9]+))?")
+
+
+class SandboxCsvParser:
+    """A `SettlementParser` for the sandbox's CSV."""
+
+    def __init__(self, *, max_file_bytes: int = MAX_FILE_BYTES) -> None:
+        self.max_file_bytes = max_file_bytes
+
+    def parse(self, stream: BinaryIO) -> Iterator[ParsedLine]:
+        reader = csv.reader(self._text_lines(stream), strict=True)
+        seen: dict[str, int] = {}  # line key -> the line that stated it first
+        blank_since: int | None = None
+        header_read = False
+        while True:  # bounded: every row consumes input, and the input is bounded
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                raise MalformedFile(reader.line_num, f"not valid CSV ({exc})") from None
+            line_no = reader.line_num
+            if not header_read:
+                if ",".join(row) != HEADER:
+                    raise MalformedFile(line_no, f"the header must be exactly {HEADER!r}")
+                header_read = True
+                continue
+            if not row or row == [""]:
+                blank_since = blank_since or line_no
+                continue
+            if blank_since is not None:
+                raise MalformedFile(blank_since, "blank line before the end of the file")
+            line = _line(line_no, row)
+            first = seen.setdefault(line.line_key, line_no)
+            if first != line_no:
+                raise MalformedFile(line_no, f"duplicates line {first}")
+            yield line
+        if not header_read:
+            raise MalformedFile(1, f"the file is empty; the header must be {HEADER!r}")
+
+    def _text_lines(self, stream: BinaryIO) -> Iterator[str]:
+        """The file's lines decoded strictly as UTF-8, its size and each line's bounded."""
+        decoder = codecs.getincrementaldecoder("utf-8")("strict")
+        total = 0
+        line_no = 0
+        while True:  # bounded by max_file_bytes
+            raw = stream.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                break
+            line_no += 1
+            total += len(raw)
+            if total > self.max_file_bytes:
+                raise MalformedFile(
+                    line_no, f"the file is over the limit of {self.max_file_bytes} bytes"
+                )
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                raise MalformedFile(line_no, f"longer than {MAX_LINE_BYTES} bytes")
+            if line_no == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
+            try:
+                text = decoder.decode(raw, final=True)
+            except UnicodeDecodeError:
+                raise MalformedFile(line_no, "not valid UTF-8") from None
+            yield text
+
+
+def _line(line_no: int, row: list[str]) -> ParsedLine:
+    if len(row) != len(COLUMNS):
+        raise MalformedFile(line_no, f"{len(row)} columns, expected {len(COLUMNS)}")
+    date_text, reference, kind, currency, gross_text, fee_text, net_text = row
+    if DATE_RE.fullmatch(date_text) is None:
+        raise MalformedFile(line_no, f"settlement_date {date_text!r} is not YYYY-MM-DD")
+    try:
+        date = dt.date.fromisoformat(date_text)
+    except ValueError:
+        raise MalformedFile(line_no, f"settlement_date {date_text!r} is not a date") from None
+    if (
+        not 1 <= len(reference) <= 255
+        or not reference.isprintable()
+        or reference != reference.strip()
+    ):
+        raise MalformedFile(
+            line_no, "provider_reference must be 1 to 255 printable characters, unpadded"
+        )
+    if kind not in LINE_TYPES:
+        raise MalformedFile(line_no, f"type {kind!r} is not one of {', '.join(LINE_TYPES)}")
+    if currency not in CURRENCY_EXPONENTS:
+        raise MalformedFile(line_no, f"currency {currency!r} is not supported")
+    gross = _amount(line_no, "gross", gross_text, currency)
+    fee = _amount(line_no, "fee", fee_text, currency)
+    net = _amount(line_no, "net", net_text, currency)
+    if fee < 0:
+        raise MalformedFile(line_no, f"fee {fee_text!r} is negative")
+    if kind == "payment":
+        if gross <= 0:
+            raise MalformedFile(line_no, f"a payment's gross {gross_text!r} must be positive")
+        if fee > gross:
+            raise MalformedFile(line_no, f"fee {fee_text!r} is more than gross {gross_text!r}")
+        if net != gross - fee:
+            raise MalformedFile(line_no, f"net {net_text!r} is not gross - fee")
+    else:
+        if gross >= 0:
+            raise MalformedFile(line_no, f"a refund's gross {gross_text!r} must be negative")
+        if fee != 0:
+            raise MalformedFile(line_no, f"a refund carries no fee, not {fee_text!r}")
+        if net != gross:
+            raise MalformedFile(line_no, f"a refund's net {net_text!r} must equal its gross")
+    return ParsedLine(line_no, date, reference, kind, currency, gross, fee, net)
+
+
+def _amount(line_no: int, column: str, text: str, currency: str) -> int:
+    exp = CURRENCY_EXPONENTS[currency]
+    match = AMOUNT_RE.fullmatch(text)
+    if match is None:
+        raise MalformedFile(line_no, f"{column} {text!r} is not a decimal amount")
+    decimals = len(match.group(1) or "")
+    if decimals > exp:
+        raise MalformedFile(line_no, f"{column} {text!r} has more decimals than {currency}'s {exp}")
+    if decimals != exp or (exp and match.group(1) is None):
+        raise MalformedFile(
+            line_no, f"{column} {text!r} must have exactly {exp} decimals for {currency}"
+        )
+    try:
+        amount = parse_major(text, currency)
+    except AmountError as exc:
+        raise MalformedFile(line_no, f"{column}: {exc}") from None
+    if abs(amount) > MAX_AMOUNT_MINOR:
+        raise MalformedFile(line_no, f"{column} {text!r} is over the gateway's maximum")
+    return amount
