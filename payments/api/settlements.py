@@ -5,26 +5,47 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Request
 from flask_smorest import Blueprint
 from flask_smorest.fields import Upload
 from marshmallow import Schema, fields, validate
-from werkzeug.datastructures import FileStorage
+from webargs.flaskparser import FlaskParser
+from webargs.multidictproxy import MultiDictProxy
+from werkzeug.datastructures import CombinedMultiDict, FileStorage
 
 from payments.api.context import gateway, principal
 from payments.schemas import ErrorSchema, FullMatch, ListQuerySchema, Timestamp
 from payments.service.payments import Page
 from payments.settlement import imports
 
-blp = Blueprint(
+
+class MultipartParser(FlaskParser):
+    """Reads a multipart body's form fields and files as one document, so one schema (and
+    one OpenAPI request body) describes the whole upload."""
+
+    __location_map__ = {**FlaskParser.__location_map__, "multipart": "load_multipart"}
+
+    def load_multipart(self, req: Request, schema: Schema) -> MultiDictProxy:
+        return MultiDictProxy(CombinedMultiDict([req.form, req.files]), schema)
+
+
+class UploadBlueprint(Blueprint):  # type: ignore[misc]
+    """A blueprint whose `multipart` arguments are documented as a multipart request body."""
+
+    ARGUMENTS_PARSER = MultipartParser()
+    DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
+        **Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
+        "multipart": "multipart/form-data",
+    }
+
+
+blp = UploadBlueprint(
     "settlements", __name__, url_prefix="/v1/settlements", description="Settlement (finance)"
 )
 
 
-class SettlementFormSchema(Schema):
+class SettlementUploadSchema(Schema):
     provider = fields.String(required=True, validate=validate.Length(min=1, max=40))
-
-
-class SettlementFileSchema(Schema):
     file = Upload(required=True)
 
 
@@ -49,19 +70,18 @@ class SettlementListSchema(Schema):
 
 
 @blp.route("", methods=["POST"])
-@blp.arguments(SettlementFormSchema, location="form")
-@blp.arguments(SettlementFileSchema, location="files")
+@blp.arguments(SettlementUploadSchema, location="multipart")
 @blp.response(201, SettlementSchema)
 @blp.alt_response(200, schema=SettlementSchema, description="The same file, imported before")
 @blp.alt_response(403, schema=ErrorSchema, description="Finance keys only")
 @blp.alt_response(422, schema=ErrorSchema, description="Malformed file, naming its first bad line")
-def create(form: dict[str, Any], files: dict[str, Any]) -> tuple[dict[str, Any], int]:
+def create(upload_args: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Import an acquirer's settlement file; the same file again answers the first import.
     The upload may be as large as the gateway's settlement file limit (256 MiB by default),
     not the 64 KiB of JSON bodies."""
-    upload: FileStorage = files["file"]
+    upload: FileStorage = upload_args["file"]
     result = imports.import_for(
-        gateway(), principal(), form["provider"], upload.stream, upload.filename or "upload"
+        gateway(), principal(), upload_args["provider"], upload.stream, upload.filename or "upload"
     )
     return imports.settlement_json(result.settlement), 201 if result.created else 200
 
