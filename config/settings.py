@@ -27,6 +27,7 @@ MAX_WEBHOOK_RETRIES = 20
 MAX_WEBHOOK_DELAY_S = 7 * 24 * 3600.0
 WEBHOOK_TIMEOUT_S = 15.0
 MAX_WEBHOOK_TIMEOUT_S = 60.0
+MAX_SETTLEMENT_LAG_DAYS = 60
 
 
 class ConfigurationError(Exception):
@@ -58,6 +59,9 @@ class Settings:
     # The largest settlement file an import accepts (CLI and `POST /v1/settlements`).
     max_settlement_file_bytes: int = 256 * 1024 * 1024
     idempotency_ttl_s: int = 24 * 60 * 60
+    # Days a capture or refund may wait for its settlement line before reconciliation calls it
+    # `missing_in_settlement` rather than `pending_settlement`.
+    settlement_lag_days: int = 2
     log_level: str = "INFO"
     # Routing (config/routing.py): ordered rules, acquirer instances beside the built-in
     # `sandbox` and `stripe`, and when an instance's circuit breaker opens.
@@ -119,6 +123,21 @@ def _webhook_timeout(raw: str | None) -> float:
     return value
 
 
+def _settlement_lag(raw: str | None) -> int:
+    if raw is None or not raw.strip():
+        return 2
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"GATEWAY_SETTLEMENT_LAG_DAYS: {exc}") from exc
+    if not 0 <= value <= MAX_SETTLEMENT_LAG_DAYS:
+        raise ConfigurationError(
+            f"GATEWAY_SETTLEMENT_LAG_DAYS must be a whole number of days from 0 to "
+            f"{MAX_SETTLEMENT_LAG_DAYS}"
+        )
+    return value
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from `GATEWAY_*` variables; production refuses development secrets."""
     env_vars = os.environ if environ is None else environ
@@ -165,6 +184,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         stripe_api_base=get("GATEWAY_STRIPE_API_BASE") or None,
         stripe_webhook_secret=get("GATEWAY_STRIPE_WEBHOOK_SECRET") or None,
         sandbox_database=Path(get("GATEWAY_SANDBOX_DATABASE", str(var_dir / "sandbox.db"))),
+        settlement_lag_days=_settlement_lag(get("GATEWAY_SETTLEMENT_LAG_DAYS")),
         log_level=get("GATEWAY_LOG_LEVEL", "INFO"),
         routing_rules=routing.rules,
         acquirers=routing.acquirers,

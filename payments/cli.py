@@ -3,12 +3,15 @@ the server and the worker."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +19,14 @@ import click
 from sqlalchemy.exc import OperationalError
 
 from config import ConfigurationError, Settings, load_settings
-from payments import logs, migrate
+from payments import logs, migrate, progress
 from payments.errors import GatewayError, Unavailable
 from payments.gateway import Gateway, build_gateway
 from payments.money import format_major
 from payments.service import access, anchors, audit, demo, resolution
-from payments.settlement import imports, sandbox_export
+from payments.settlement import imports, reports, sandbox_export
 from payments.settlement import payouts as payout_service
+from payments.settlement.items import NOT_BREAKS, ReconItem
 from payments.webhooks import delivery
 
 WORKER_IDLE_S = 1.0
@@ -164,14 +168,34 @@ def settlements() -> None:
 def settlements_import(file: Path, provider: str) -> None:
     """Import an acquirer settlement file; exit 1, naming the bad line, if it is malformed."""
     gw = _gateway()
-    with file.open("rb") as stream:
+    with file.open("rb") as stream, progress.bar("importing", _line_count(file)) as advance:
+
+        def report(done: int, total: int, summary: Counter[str]) -> None:
+            breaks = sum(count for status, count in summary.items() if status != "matched")
+            advance(done, f"matched {summary['matched']}, breaks {breaks}")
+
         result = _run(
-            imports.import_file, gw, provider, stream, filename=file.name, imported_by="cli"
+            imports.import_file,
+            gw,
+            provider,
+            stream,
+            filename=file.name,
+            imported_by="cli",
+            progress=report,
         )
     settlement = result.settlement
     what = "imported" if result.created else "already imported as"
     summary = ", ".join(f"{status} {count}" for status, count in settlement.summary.items())
     click.echo(f"{what} {settlement.id}: {settlement.line_count} lines ({summary})")
+
+
+def _line_count(file: Path) -> int:
+    """The file's lines less its header: the progress bar's length (read fast, in blocks)."""
+    lines = 0
+    with file.open("rb") as stream:
+        while block := stream.read(1024 * 1024):
+            lines += block.count(b"\n")
+    return max(lines - 1, 0)
 
 
 @settlements.command("export-sandbox")
@@ -184,6 +208,63 @@ def settlements_export_sandbox(day: dt.datetime, output: Path, provider: str) ->
     with output.open("w", encoding="utf-8", newline="") as out:
         lines = _run(sandbox_export.export_day, gw, provider, day.date(), out)
     click.echo(f"wrote {lines} lines for {day.date().isoformat()} to {output}")
+
+
+@main.command()
+@click.option("--provider", required=True, help="The acquirer to reconcile.")
+@click.option("--from", "date_from", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.option("--to", "date_to", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.option(
+    "--format", "fmt", type=click.Choice(sorted(reports.FORMATS)), default="xlsx", show_default=True
+)
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path, dir_okay=False))
+def reconcile(
+    provider: str, date_from: dt.datetime, date_to: dt.datetime, fmt: str, output: Path
+) -> None:
+    """Reconcile an acquirer over [FROM, TO] and write the report; each agency concerned is told
+    through a `reconciliation.completed` event."""
+    gw = _gateway()
+    span = _run(reports.period, gw, provider, date_from.date(), date_to.date())
+    partial = output.with_name(output.name + ".partial")
+    tally = {"done": 0, "matched": 0, "breaks": 0}
+    with contextlib.ExitStack() as stack:
+        advance: list[Callable[[int, str], None]] = []
+
+        def counted(figures: reports.Figures) -> None:
+            total = sum(figures.summary.values())
+            advance.append(stack.enter_context(progress.bar("reconciling", total)))
+
+        def seen(item: ReconItem) -> None:
+            tally["done"] += 1
+            if item.status == "matched":
+                tally["matched"] += 1
+            elif item.status not in NOT_BREAKS:
+                tally["breaks"] += 1
+            advance[0](tally["done"], f"matched {tally['matched']}, breaks {tally['breaks']}")
+
+        with partial.open("wb") as out:
+            figures = _run(reports.write_report, gw, span, fmt, out, counted=counted, progress=seen)
+    partial.replace(output)  # a report is never left half-written under its name
+    _run(reports.announce, gw, span, figures)
+    summary = ", ".join(f"{status} {count}" for status, count in figures.summary.items())
+    ledger_state = "agrees" if figures.ledger_agrees else "DISAGREES"
+    click.echo(f"wrote {output}: {summary}; ledger {ledger_state}")
+
+
+@main.group()
+def breaks() -> None:
+    """Reconciliation breaks."""
+
+
+@breaks.command("resolve")
+@click.argument("item")
+@click.option("--provider", required=True)
+@click.option("--note", required=True, help="Why the break needs no more work.")
+@click.option("--by", "resolved_by", required=True, help="Who resolved it.")
+def breaks_resolve(item: str, provider: str, note: str, resolved_by: str) -> None:
+    """Mark a break (an item id of the report) resolved with a note."""
+    done = _run(reports.resolve, _gateway(), provider, item, note, resolved_by=resolved_by)
+    click.echo(f"resolved {done.item} ({done.status}) by {done.resolved_by}")
 
 
 @main.group()

@@ -187,7 +187,8 @@ class Event(Base):
     __table_args__ = (Index("ix_events_scope", "agency_id", "livemode", "id"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    # None: a finance event (a settlement file, a reconciliation run), for finance endpoints.
+    agency_id: Mapped[str | None] = mapped_column(ForeignKey("agencies.id"))
     livemode: Mapped[bool] = mapped_column(Boolean)
     type: Mapped[str] = mapped_column(String(40), index=True)
     object_id: Mapped[str] = mapped_column(String(40), index=True)
@@ -267,6 +268,32 @@ class SettlementLine(Base):
     # Who bore the fee of a matched payment line when it was posted (the agency's setting
     # may change later; the audit follows what was posted).
     fee_bearer: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ReconciliationResolution(Base):
+    """A finance officer's note that one reconciliation break is explained and needs no more work.
+
+    The break is a settlement line (`settlement_line_id`) or a capture or refund no line
+    explains (`target_id`, a payment or refund id); exactly one of the two is set.
+    """
+
+    __tablename__ = "reconciliation_resolutions"
+    __table_args__ = (
+        UniqueConstraint("settlement_line_id", name="uq_resolutions_line"),
+        UniqueConstraint("provider", "target_id", name="uq_resolutions_target"),
+        CheckConstraint(
+            "(settlement_line_id IS NULL) <> (target_id IS NULL)", name="ck_resolutions_subject"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(40))
+    settlement_line_id: Mapped[int | None] = mapped_column(ForeignKey("settlement_lines.id"))
+    target_id: Mapped[str | None] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(24))  # the break's status when it was resolved
+    note: Mapped[str] = mapped_column(String(1000))
+    resolved_by: Mapped[str] = mapped_column(String(120))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 

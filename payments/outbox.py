@@ -18,7 +18,13 @@ _refund_schema = RefundSchema()
 
 
 def _record(
-    session: Session, *, type_: str, obj: Payment | Refund, data: dict[str, object]
+    session: Session,
+    *,
+    type_: str,
+    agency_id: str | None,
+    livemode: bool,
+    object_id: str,
+    data: dict[str, object],
 ) -> Event:
     event_id = new_id("evt")
     created_at = clock.now()
@@ -31,10 +37,10 @@ def _record(
     }
     event = Event(
         id=event_id,
-        agency_id=obj.agency_id,
-        livemode=obj.livemode,
+        agency_id=agency_id,
+        livemode=livemode,
         type=type_,
-        object_id=obj.id,
+        object_id=object_id,
         body=json.dumps(body, separators=(",", ":"), ensure_ascii=False, sort_keys=True),
         created_at=created_at,
     )
@@ -43,9 +49,32 @@ def _record(
     return event
 
 
+def finance_event(
+    session: Session, type_: str, *, object_id: str, livemode: bool, data: dict[str, object]
+) -> Event:
+    """An event for finance keys' endpoints, belonging to no agency."""
+    return _record(
+        session, type_=type_, agency_id=None, livemode=livemode, object_id=object_id, data=data
+    )
+
+
 def payment_event(session: Session, type_: str, payment: Payment) -> Event:
-    return _record(session, type_=type_, obj=payment, data=_payment_schema.dump(payment))
+    return _record(
+        session,
+        type_=type_,
+        agency_id=payment.agency_id,
+        livemode=payment.livemode,
+        object_id=payment.id,
+        data=_payment_schema.dump(payment),
+    )
 
 
 def refund_event(session: Session, type_: str, refund: Refund) -> Event:
-    return _record(session, type_=type_, obj=refund, data=_refund_schema.dump(refund))
+    return _record(
+        session,
+        type_=type_,
+        agency_id=refund.agency_id,
+        livemode=refund.livemode,
+        object_id=refund.id,
+        data=_refund_schema.dump(refund),
+    )

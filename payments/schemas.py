@@ -13,7 +13,8 @@ from payments.money import CURRENCY_EXPONENTS, MAX_AMOUNT_MINOR
 from payments.states import PaymentStatus
 
 SERVICE_CODE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-EVENT_TYPES = (
+# What an agency key's endpoints receive, about its own payments and refunds.
+AGENCY_EVENT_TYPES = (
     "payment.succeeded",
     "payment.failed",
     "payment.requires_capture",
@@ -22,6 +23,9 @@ EVENT_TYPES = (
     "refund.succeeded",
     "refund.failed",
 )
+# What a finance key's endpoints receive: news of settlement files and reconciliation runs.
+FINANCE_EVENT_TYPES = ("settlement.imported", "reconciliation.completed")
+EVENT_TYPES = AGENCY_EVENT_TYPES + FINANCE_EVENT_TYPES
 
 
 class FullMatch(validate.Regexp):

@@ -15,6 +15,7 @@ from payments.api import (
     payments,
     reads,
     refunds,
+    reports,
     settlements,
     webhooks,
 )
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, gw: Gateway | None = None) -> F
         reads.blp,
         ledger.blp,
         settlements.blp,
+        reports.blp,
         webhooks.blp,
     ):
         api.register_blueprint(blueprint)

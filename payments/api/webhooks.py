@@ -6,7 +6,7 @@ from typing import Any
 
 from flask_smorest import Blueprint
 
-from payments.api.context import agency_principal, gateway, principal
+from payments.api.context import gateway, principal
 from payments.api.payments import listing
 from payments.schemas import ErrorSchema, ListQuerySchema
 from payments.service import webhooks as service
@@ -44,7 +44,7 @@ def create_endpoint(args: dict[str, Any]) -> service.IssuedSecret:
         description=args.get("description"),
         ed25519_signing=args["ed25519_signing"],
     )
-    return service.create_endpoint(gateway(), agency_principal(), new)
+    return service.create_endpoint(gateway(), principal(), new)
 
 
 @blp.route("/webhook-endpoints", methods=["GET"])
@@ -76,7 +76,7 @@ def update_endpoint(args: dict[str, Any], endpoint_id: str) -> WebhookEndpoint:
         description=args.get("description"),
         disabled=args.get("disabled"),
     )
-    return service.update_endpoint(gateway(), agency_principal(), endpoint_id, changes)
+    return service.update_endpoint(gateway(), principal(), endpoint_id, changes)
 
 
 @blp.route(ENDPOINT, methods=["DELETE"])
@@ -84,7 +84,7 @@ def update_endpoint(args: dict[str, Any], endpoint_id: str) -> WebhookEndpoint:
 @blp.alt_response(404, schema=ErrorSchema, description="No such endpoint")
 def delete_endpoint(endpoint_id: str) -> dict[str, Any]:
     """Delete an endpoint; nothing more is sent to it."""
-    return {"id": service.delete_endpoint(gateway(), agency_principal(), endpoint_id)}
+    return {"id": service.delete_endpoint(gateway(), principal(), endpoint_id)}
 
 
 @blp.route(ENDPOINT + "/rotate-secret", methods=["POST"])
@@ -94,7 +94,7 @@ def delete_endpoint(endpoint_id: str) -> dict[str, Any]:
 def rotate_secret(args: dict[str, Any], endpoint_id: str) -> service.IssuedSecret:
     """A new secret; the old one keeps signing for 24 hours unless `expire_now`."""
     return service.rotate_secret(
-        gateway(), agency_principal(), endpoint_id, expire_now=args["expire_now"]
+        gateway(), principal(), endpoint_id, expire_now=args["expire_now"]
     )
 
 
@@ -117,7 +117,7 @@ def list_deliveries(args: dict[str, Any], endpoint_id: str) -> dict[str, Any]:
 @blp.alt_response(409, schema=ErrorSchema, description="The endpoint is disabled")
 def recover(args: dict[str, Any], endpoint_id: str) -> service.Recovery:
     """Send again every delivery to this endpoint that failed, for events since `since`."""
-    return service.recover(gateway(), agency_principal(), endpoint_id, args["since"])
+    return service.recover(gateway(), principal(), endpoint_id, args["since"])
 
 
 @blp.route("/events/<string:event_id>/redeliver", methods=["POST"])
@@ -128,5 +128,5 @@ def recover(args: dict[str, Any], endpoint_id: str) -> service.Recovery:
 def redeliver(args: dict[str, Any], event_id: str) -> dict[str, Any]:
     """Send an event again, with the same `webhook-id`, to one endpoint or to every enabled
     endpoint that subscribes to it."""
-    endpoints = service.redeliver(gateway(), agency_principal(), event_id, args.get("endpoint"))
+    endpoints = service.redeliver(gateway(), principal(), event_id, args.get("endpoint"))
     return {"event": event_id, "endpoints": endpoints}

@@ -7,16 +7,17 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from config import Settings
 from payments import clock
-from payments.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from payments.errors import Conflict, NotFound, ValidationFailed
 from payments.gateway import Gateway
 from payments.ids import is_id, new_id
-from payments.models import Agency, Event
+from payments.models import Agency, ApiKey, Event
+from payments.schemas import AGENCY_EVENT_TYPES, FINANCE_EVENT_TYPES
 from payments.service.access import Principal
 from payments.service.payments import Page, paginate, scoped
 from payments.webhooks import signing
@@ -71,10 +72,27 @@ class Recovery:
     has_more: bool
 
 
-def _agency_of(principal: Principal) -> str:
-    if principal.agency_id is None:
-        raise PermissionDenied("webhook endpoints are managed with an agency key")
-    return principal.agency_id
+def _managed(query: Select[Any], model: Any, principal: Principal) -> Select[Any]:
+    """Restrict a query to what the principal may change: an agency key its agency's endpoints
+    and events in its mode; a finance key, which has no mode, the endpoints and events that
+    belong to no agency (finance keys read every agency's endpoints, but change only theirs)."""
+    if not principal.is_finance:
+        return scoped(query, model, principal)
+    return query.where(model.agency_id.is_(None))
+
+
+def _allowed_events(principal: Principal, events: list[str]) -> list[str]:
+    """The event filter, refused if it names a type this kind of key never receives."""
+    allowed = FINANCE_EVENT_TYPES if principal.is_finance else AGENCY_EVENT_TYPES
+    foreign = [name for name in events if name != ALL_EVENTS and name not in allowed]
+    if foreign:
+        whose = "finance" if principal.is_finance else "agency"
+        raise ValidationFailed(
+            f"{whose} keys' endpoints receive {', '.join(allowed)}; not {', '.join(foreign)}",
+            param="events",
+            details={"events": [f"not an event for {whose} keys: {', '.join(foreign)}"]},
+        )
+    return _events(events)
 
 
 def check_url(settings: Settings, url: str) -> None:
@@ -104,11 +122,16 @@ def _sealed_signing_key(box: SecretBox, endpoint_id: str) -> tuple[str, str]:
 
 
 def _load(
-    session: Session, principal: Principal, endpoint_id: str, *, lock: bool = False
+    session: Session,
+    principal: Principal,
+    endpoint_id: str,
+    *,
+    lock: bool = False,
+    manage: bool = False,
 ) -> WebhookEndpoint:
     if not is_id(endpoint_id, "we"):  # no such id can exist: do not ask the database
         raise NotFound(f"no webhook endpoint {endpoint_id!r}", param="id")
-    query = scoped(
+    query = (_managed if manage else scoped)(
         select(WebhookEndpoint).where(
             WebhookEndpoint.id == endpoint_id, WebhookEndpoint.deleted_at.is_(None)
         ),
@@ -124,7 +147,8 @@ def _load(
 
 
 def create_endpoint(gw: Gateway, principal: Principal, new: NewEndpoint) -> IssuedSecret:
-    agency_id = _agency_of(principal)
+    agency_id = principal.agency_id  # None: a finance key's endpoint, for finance events
+    events = _allowed_events(principal, new.events)
     check_url(gw.settings, new.url)
     box = SecretBox(gw.settings.encryption_key)
     endpoint_id = new_id("we")
@@ -134,15 +158,19 @@ def create_endpoint(gw: Gateway, principal: Principal, new: NewEndpoint) -> Issu
     )
     now = clock.now()
     with gw.db.transaction() as session:
-        # The agency's row lock makes count-then-insert safe against a concurrent create.
-        session.get(Agency, agency_id, with_for_update=True)
+        # The owner's row lock (the agency's, or the finance key's own) makes count-then-insert
+        # safe against a concurrent create.
+        if agency_id is not None:
+            session.get(Agency, agency_id, with_for_update=True)
+        else:
+            session.get(ApiKey, principal.key_id, with_for_update=True)
         count = session.execute(
-            select(func.count())
-            .select_from(WebhookEndpoint)
-            .where(
-                WebhookEndpoint.agency_id == agency_id,
-                WebhookEndpoint.livemode == principal.livemode,
-                WebhookEndpoint.deleted_at.is_(None),
+            _managed(
+                select(func.count())
+                .select_from(WebhookEndpoint)
+                .where(WebhookEndpoint.deleted_at.is_(None)),
+                WebhookEndpoint,
+                principal,
             )
         ).scalar_one()
         if count >= MAX_ENDPOINTS:
@@ -155,7 +183,7 @@ def create_endpoint(gw: Gateway, principal: Principal, new: NewEndpoint) -> Issu
             agency_id=agency_id,
             livemode=principal.livemode,
             url=new.url,
-            events=_events(new.events),
+            events=events,
             description=new.description,
             status="enabled",
             disabled_reason=None,
@@ -196,16 +224,16 @@ def update_endpoint(
 ) -> WebhookEndpoint:
     """Change the URL, the event filter or the description; disable or enable again (which
     forgets the failure streak)."""
-    _agency_of(principal)
+    events = _allowed_events(principal, changes.events) if changes.events is not None else None
     if changes.url is not None:
         check_url(gw.settings, changes.url)  # before the transaction: it may wait on DNS
     now = clock.now()
     with gw.db.transaction() as session:
-        endpoint = _load(session, principal, endpoint_id, lock=True)
+        endpoint = _load(session, principal, endpoint_id, lock=True, manage=True)
         if changes.url is not None:
             endpoint.url = changes.url
-        if changes.events is not None:
-            endpoint.events = _events(changes.events)
+        if events is not None:
+            endpoint.events = events
         if changes.description is not None:
             endpoint.description = changes.description
         if changes.disabled is True and endpoint.status == "enabled":
@@ -220,10 +248,9 @@ def update_endpoint(
 def delete_endpoint(gw: Gateway, principal: Principal, endpoint_id: str) -> str:
     """Delete an endpoint; its delivery log is kept, and its pending deliveries are cancelled
     as each falls due."""
-    _agency_of(principal)
     now = clock.now()
     with gw.db.transaction() as session:
-        endpoint = _load(session, principal, endpoint_id, lock=True)
+        endpoint = _load(session, principal, endpoint_id, lock=True, manage=True)
         endpoint.deleted_at = endpoint.updated_at = now
         endpoint.status = "disabled"
     return endpoint_id
@@ -234,12 +261,11 @@ def rotate_secret(
 ) -> IssuedSecret:
     """A new secret (and Ed25519 key, if the endpoint signs with one). The old one keeps
     signing beside it for 24 hours unless `expire_now`; an older one still is dropped."""
-    _agency_of(principal)
     box = SecretBox(gw.settings.encryption_key)
     secret = signing.new_secret()
     now = clock.now()
     with gw.db.transaction() as session:
-        endpoint = _load(session, principal, endpoint_id, lock=True)
+        endpoint = _load(session, principal, endpoint_id, lock=True, manage=True)
         if expire_now:
             endpoint.previous_secret_sealed = None
             endpoint.previous_signing_key_sealed = None
@@ -307,17 +333,16 @@ def redeliver(
 ) -> list[str]:
     """Send an event again, with the same `webhook-id`: to one endpoint, or to every enabled
     endpoint that subscribes to its type. Answers the endpoints it will go to."""
-    _agency_of(principal)
     if not is_id(event_id, "evt"):
         raise NotFound(f"no event {event_id!r}", param="id")
     with gw.db.transaction() as session:
         event = session.execute(
-            scoped(select(Event).where(Event.id == event_id), Event, principal)
+            _managed(select(Event).where(Event.id == event_id), Event, principal)
         ).scalar_one_or_none()
         if event is None:
             raise NotFound(f"no event {event_id}", param="id")
         if endpoint_id is not None:
-            endpoint = _load(session, principal, endpoint_id)
+            endpoint = _load(session, principal, endpoint_id, manage=True)
             if endpoint.status != "enabled":
                 raise Conflict(
                     f"webhook endpoint {endpoint_id} is disabled; enable it first",
@@ -326,7 +351,7 @@ def redeliver(
             targets = [endpoint.id]
         else:
             endpoints = session.execute(
-                scoped(
+                _managed(
                     select(WebhookEndpoint).where(
                         WebhookEndpoint.status == "enabled",
                         WebhookEndpoint.deleted_at.is_(None),
@@ -346,10 +371,9 @@ def redeliver(
 def recover(gw: Gateway, principal: Principal, endpoint_id: str, since: dt.datetime) -> Recovery:
     """Requeue the endpoint's failed deliveries of events since `since` (at most 5000 a call),
     each with a fresh retry schedule and the same `webhook-id`."""
-    _agency_of(principal)
     now = clock.now()
     with gw.db.transaction() as session:
-        endpoint = _load(session, principal, endpoint_id)
+        endpoint = _load(session, principal, endpoint_id, manage=True)
         if endpoint.status != "enabled":
             raise Conflict(
                 f"webhook endpoint {endpoint_id} is disabled; enable it first",

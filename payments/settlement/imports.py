@@ -15,8 +15,8 @@ committed and then see its lines, so two files settling the same payment never b
 `SELECT ... FOR UPDATE` instead would lock them in each file's order and could deadlock two
 imports; imports are rare batch jobs, so serialising them per acquirer costs nothing.
 
-No `settlement.imported` event is written: the outbox is per agency and mode, and events for
-finance keys' endpoints do not exist yet.
+The same transaction writes a `settlement.imported` event for finance keys' endpoints, in the
+acquirer's mode, so a finance system hears of the file exactly when its lines are committed.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ import dataclasses
 import datetime as dt
 import hashlib
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 import ledger
-from payments import clock, postings
+from payments import clock, outbox, postings
 from payments.errors import NotFound, PermissionDenied, ValidationFailed
 from payments.gateway import Gateway
 from payments.ids import is_id, new_id
@@ -59,11 +59,23 @@ class ImportResult:
     created: bool  # False: the same file was imported before, and this is that import
 
 
+# Told, after each chunk, how many of the file's lines are stored and what they matched so far.
+Progress = Callable[[int, int, collections.Counter[str]], None]
+
+
 def import_file(
-    gw: Gateway, provider: str, stream: IO[bytes], *, filename: str, imported_by: str
+    gw: Gateway,
+    provider: str,
+    stream: IO[bytes],
+    *,
+    filename: str,
+    imported_by: str,
+    progress: Progress | None = None,
 ) -> ImportResult:
     """Import `provider`'s settlement file: store its lines, match each to the gateway's
-    payments and refunds, and post every matched line's settlement transaction."""
+    payments and refunds, and post every matched line's settlement transaction.
+
+    `progress(done, total, summary)` hears how far the write pass is after each chunk."""
     parser = _parser(gw, provider)
     limit = gw.settings.max_settlement_file_bytes
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
@@ -73,9 +85,10 @@ def import_file(
         if first is not None:
             return ImportResult(first, created=False)
         spool.seek(0)
+        total = 0
         with _refused_as_invalid():
             for _line in parser.parse(spool):  # type: ignore[arg-type]
-                pass  # validation only: the whole file, before a row is written
+                total += 1  # validation only: the whole file, before a row is written
         spool.seek(0)
         with gw.db.transaction() as session:
             _lock_provider(session, provider)
@@ -96,14 +109,27 @@ def import_file(
             session.add(settlement)
             session.flush()
             summary: collections.Counter[str] = collections.Counter()
-            settled: set[str] = set()  # payments and refunds this file has settled so far
+            done = 0
             with _refused_as_invalid():  # the same bytes again: refused above if ever
                 for chunk in _chunks(parser.parse(spool), CHUNK_LINES):  # type: ignore[arg-type]
-                    _import_chunk(
-                        session, settlement, chunk, summary=summary, settled=settled, now=now
-                    )
+                    _import_chunk(session, settlement, chunk, summary=summary, now=now)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, total, summary)
             settlement.line_count = sum(summary.values())
             settlement.summary = {status: summary[status] for status in STATUSES}
+            livemode = gw.providers.get(provider).capabilities.livemode
+            event = settlement_json(settlement) | {
+                "livemode": livemode,
+                "created_at": clock.rfc3339(now),
+            }
+            outbox.finance_event(
+                session,
+                "settlement.imported",
+                object_id=settlement.id,
+                livemode=livemode,
+                data=event,
+            )
     return ImportResult(settlement, created=True)
 
 
@@ -183,7 +209,6 @@ def _import_chunk(
     chunk: list[ParsedLine],
     *,
     summary: collections.Counter[str],
-    settled: set[str],
     now: dt.datetime,
 ) -> None:
     provider = settlement.provider
@@ -205,7 +230,9 @@ def _import_chunk(
         session, provider, [ln.provider_reference for ln in fresh if ln.type == "refund"]
     )
     targets = [*(p.id for p in payments.values()), *(r.id for r in refunds.values())]
-    settled |= _settled_before(session, targets)
+    # Settled by an earlier file or an earlier chunk of this one (its rows are flushed already),
+    # or, as the chunk goes, by a line above in it: never held for the whole file.
+    settled = _settled_before(session, targets)
     bearers = _fee_bearers(session, {p.agency_id for p in payments.values()})
     rows: list[dict[str, Any]] = []
     specs: list[ledger.TransactionSpec] = []

@@ -38,10 +38,12 @@ class ReconItem:
     """One line of the report: a capture or refund, a settlement line, or the pair of them."""
 
     status: str
+    item_id: str  # `stl_…:line` for a settlement line, else the payment's or refund's id
     payment_id: str | None
     refund_id: str | None
     provider_reference: str | None
-    currency: str
+    currency: str  # the gateway's currency (the line's, when the gateway has no side)
+    settled_currency: str | None  # the line's currency; differs only in a currency_mismatch
     gateway_amount: int | None  # minor units, refunds negative
     settled_amount: int | None  # minor units, gross as the acquirer settled it
     fee: int | None  # minor units
@@ -60,6 +62,12 @@ class ReconItem:
             raise ValueError(f"a {self.status} item has no gateway amount")
         if self.status in _NO_SETTLEMENT_SIDE and self.settled_amount is not None:
             raise ValueError(f"a {self.status} item has no settled amount")
+        if self.status in _NO_SETTLEMENT_SIDE and self.settled_currency is not None:
+            raise ValueError(f"a {self.status} item has no settled currency")
+        if self.settled_currency not in (None, self.currency) and self.status != (
+            "currency_mismatch"
+        ):
+            raise ValueError("only a currency_mismatch item is settled in another currency")
         if self.status == "matched" and (
             self.gateway_amount is None or self.gateway_amount != self.settled_amount
         ):
@@ -83,6 +91,17 @@ class ReportHeader:
             raise ValueError("generated_at must be an aware UTC datetime")
         if self.settlement_lag_days < 0:
             raise ValueError("the settlement lag cannot be negative")
+
+
+@dataclass(frozen=True)
+class ReportDetails:
+    """What a full report states beside its summary and per-currency totals: totals per agency
+    ("" for lines no agency owns) and the ledger's side of the three-way match."""
+
+    agencies: Mapping[str, Mapping[str, Mapping[str, int]]]
+    # currency -> captured, captured_posted, refunded, refunded_posted, settled, settled_posted
+    ledger: Mapping[str, Mapping[str, int]]
+    ledger_agrees: bool
 
 
 @dataclass
@@ -127,18 +146,36 @@ class ReconTotals:
 
     expected_summary: Mapping[str, int]
     expected_totals: Mapping[str, Mapping[str, int]]
+    # agency ("" for none) -> currency -> TOTAL_FIELDS, when the report states them
+    expected_agencies: Mapping[str, Mapping[str, Mapping[str, int]]] | None = None
     by_currency_status: dict[tuple[str, str], Bucket] = field(default_factory=dict)
     by_agency_currency: dict[tuple[str | None, str], Bucket] = field(default_factory=dict)
 
     def add(self, item: ReconItem) -> None:
-        by_status = self.by_currency_status.get((item.currency, item.status))
-        if by_status is None:
-            by_status = self.by_currency_status[item.currency, item.status] = Bucket()
-        by_status.add(item)
-        by_agency = self.by_agency_currency.get((item.agency, item.currency))
-        if by_agency is None:
-            by_agency = self.by_agency_currency[item.agency, item.currency] = Bucket()
-        by_agency.add(item)
+        """Count the item under its currency; its settled side under the settled currency."""
+        settled_currency = item.settled_currency or item.currency
+        if settled_currency == item.currency:
+            self._by_status(item.currency, item.status).add(item)
+            self._by_agency(item.agency, item.currency).add(item)
+            return
+        gateway_side = Bucket(1, item.gateway_amount or 0, 0, 0)
+        settled_side = Bucket(0, 0, item.settled_amount or 0, item.fee or 0)
+        self._by_status(item.currency, item.status).merge(gateway_side)
+        self._by_agency(item.agency, item.currency).merge(gateway_side)
+        self._by_status(settled_currency, item.status).merge(settled_side)
+        self._by_agency(item.agency, settled_currency).merge(settled_side)
+
+    def _by_status(self, currency: str, status: str) -> Bucket:
+        found = self.by_currency_status.get((currency, status))
+        if found is None:
+            found = self.by_currency_status[currency, status] = Bucket()
+        return found
+
+    def _by_agency(self, agency: str | None, currency: str) -> Bucket:
+        found = self.by_agency_currency.get((agency, currency))
+        if found is None:
+            found = self.by_agency_currency[agency, currency] = Bucket()
+        return found
 
     def summary(self) -> dict[str, int]:
         """Status -> count over the items added so far, every status present."""
@@ -185,3 +222,18 @@ class ReconTotals:
         regrouped = {currency: by_agency[currency].as_dict() for currency in sorted(by_agency)}
         if regrouped != totals:
             raise AssertionError(f"totals by agency {regrouped} differ from by status {totals}")
+        if self.expected_agencies is not None:
+            counted_agencies: dict[str, dict[str, dict[str, int]]] = {}
+            for (agency, currency), bucket in sorted(
+                self.by_agency_currency.items(), key=lambda entry: (entry[0][0] or "", entry[0][1])
+            ):
+                counted_agencies.setdefault(agency or "", {})[currency] = bucket.as_dict()
+            promised_agencies = {
+                agency: {currency: dict(fields) for currency, fields in by_currency.items()}
+                for agency, by_currency in self.expected_agencies.items()
+            }
+            if counted_agencies != promised_agencies:
+                raise AssertionError(
+                    f"items by agency {counted_agencies} differ from the report's "
+                    f"{promised_agencies}"
+                )

@@ -34,6 +34,7 @@ from payments.settlement.items import (
     TOTAL_FIELDS,
     ReconItem,
     ReconTotals,
+    ReportDetails,
     ReportHeader,
 )
 
@@ -43,11 +44,13 @@ if TYPE_CHECKING:
 
 # The item's columns in CSV (and the JSON item's keys, where the resolution is one object).
 CSV_COLUMNS = (
+    "id",
     "status",
     "payment_id",
     "refund_id",
     "provider_reference",
     "currency",
+    "settled_currency",
     "gateway_amount",
     "settled_amount",
     "fee",
@@ -136,11 +139,13 @@ def item_json(item: ReconItem) -> dict[str, object]:
         else None
     )
     return {
+        "id": item.item_id,
         "status": item.status,
         "payment_id": item.payment_id,
         "refund_id": item.refund_id,
         "provider_reference": item.provider_reference,
         "currency": item.currency,
+        "settled_currency": item.settled_currency,
         "gateway_amount": item.gateway_amount,
         "settled_amount": item.settled_amount,
         "fee": item.fee,
@@ -161,13 +166,29 @@ def write_json(
     totals_by_currency: Mapping[str, Mapping[str, int]],
     items: Iterable[ReconItem],
     out: BinaryIO,
+    *,
+    details: ReportDetails | None = None,
 ) -> None:
-    """Write `{"summary": {status: count}, "totals": {currency: {...}}, "items": [...]}`."""
-    del header  # the API's JSON report is the summary, totals and items alone
+    """Write `{"summary": {status: count}, "totals": {currency: {...}}, "items": [...]}`, with
+    `period`, `agencies`, `ledger` and `ledger_agrees` before the items when `details` is given."""
     counts, totals = _validated(summary, totals_by_currency)
-    tally = ReconTotals(counts, totals)
+    tally = ReconTotals(counts, totals, details.agencies if details is not None else None)
     sink = _Chunked(out)
-    sink.write(f'{{"summary":{_dumps(counts)},"totals":{_dumps(totals)},"items":[')
+    sink.write(f'{{"summary":{_dumps(counts)},"totals":{_dumps(totals)},')
+    if details is not None:
+        period = {
+            "provider": header.provider,
+            "from": header.date_from.isoformat(),
+            "to": header.date_to.isoformat(),
+            "generated_at": header.generated_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "settlement_lag_days": header.settlement_lag_days,
+        }
+        sink.write(
+            f'"period":{_dumps(period)},"agencies":{_dumps(details.agencies)},'
+            f'"ledger":{_dumps(details.ledger)},'
+            f'"ledger_agrees":{_dumps(details.ledger_agrees)},'
+        )
+    sink.write('"items":[')
     separator = ""
     for item in _tallied(items, tally):
         sink.write(separator + _dumps(item_json(item)))
@@ -192,6 +213,8 @@ def write_csv(
     totals_by_currency: Mapping[str, Mapping[str, int]],
     items: Iterable[ReconItem],
     out: BinaryIO,
+    *,
+    details: ReportDetails | None = None,
 ) -> None:
     """Write UTF-8 CSV with a byte-order mark (so Excel reads the Arabic), one row per item.
 
@@ -200,7 +223,7 @@ def write_csv(
     """
     del header
     counts, totals = _validated(summary, totals_by_currency)
-    tally = ReconTotals(counts, totals)
+    tally = ReconTotals(counts, totals, details.agencies if details is not None else None)
     sink = _Chunked(out)
     sink.write("\ufeff")
     writer = csv.writer(sink, lineterminator="\r\n")
@@ -208,14 +231,16 @@ def write_csv(
     for item in _tallied(items, tally):
         writer.writerow(
             (
+                _text_cell(item.item_id),
                 item.status,
                 _text_cell(item.payment_id),
                 _text_cell(item.refund_id),
                 _text_cell(item.provider_reference),
                 item.currency,
+                item.settled_currency or "",
                 _major_text(item.gateway_amount, item.currency),
-                _major_text(item.settled_amount, item.currency),
-                _major_text(item.fee, item.currency),
+                _major_text(item.settled_amount, item.settled_currency or item.currency),
+                _major_text(item.fee, item.settled_currency or item.currency),
                 _text_cell(item.agency),
                 _iso(item.gateway_date) or "",
                 _iso(item.settlement_date) or "",
@@ -228,12 +253,14 @@ def write_csv(
 
 # (Arabic / English title, column width) of the Items sheet, in order.
 ITEM_COLUMNS: tuple[tuple[str, float], ...] = (
+    ("البند / Item", 30),
     ("الحالة / Status (Arabic)", 22),
     ("رمز الحالة / Status", 22),
     ("معرّف الدفعة / Payment ID", 26),
     ("معرّف الاسترداد / Refund ID", 26),
     ("مرجع المزوّد / Provider reference", 30),
     ("العملة / Currency", 10),
+    ("عملة التسوية / Settled currency", 10),
     ("مبلغ البوابة / Gateway amount", 16),
     ("المبلغ المسوّى / Settled amount", 16),
     ("الرسوم / Fee", 12),
@@ -306,6 +333,7 @@ def _write_summary_sheet(
     header: ReportHeader,
     counts: Mapping[str, int],
     totals: Mapping[str, Mapping[str, int]],
+    details: ReportDetails | None,
 ) -> None:
     ws = workbook.create_sheet("Summary")
     ws.sheet_view.rightToLeft = True
@@ -357,6 +385,63 @@ def _write_summary_sheet(
                 _amount_cell(ws, fields["fee"], currency),
             ]
         )
+    if details is not None:
+        _write_details(ws, details)
+
+
+_LEDGER_TITLES = (
+    ("captured", "مبالغ التحصيل في البوابة / Captured (gateway)"),
+    ("captured_posted", "التحصيل المقيد في الدفتر / Captured (ledger)"),
+    ("refunded", "المبالغ المستردة في البوابة / Refunded (gateway)"),
+    ("refunded_posted", "الاسترداد المقيد في الدفتر / Refunded (ledger)"),
+    ("settled", "المسوّى المطابق / Settled, matched lines"),
+    ("settled_posted", "التسوية المقيدة في الدفتر / Settled (ledger)"),
+)
+
+
+def _write_details(ws: WriteOnlyWorksheet, details: ReportDetails) -> None:
+    """The Summary sheet's totals per agency and the ledger's side of the match."""
+    ws.append([])
+    ws.append(
+        [
+            _title_cell(ws, title)
+            for title in (
+                "الجهة / Agency",
+                "العملة / Currency",
+                "العدد / Count",
+                "مبلغ البوابة / Gateway amount",
+                "المبلغ المسوّى / Settled amount",
+                "الرسوم / Fees",
+            )
+        ]
+    )
+    for agency, by_currency in details.agencies.items():
+        for currency, fields in by_currency.items():
+            ws.append(
+                [
+                    _xlsx_text(ws, agency or "—"),
+                    currency,
+                    fields["count"],
+                    _amount_cell(ws, fields["gateway_amount"], currency),
+                    _amount_cell(ws, fields["settled_amount"], currency),
+                    _amount_cell(ws, fields["fee"], currency),
+                ]
+            )
+    ws.append([])
+    ws.append(
+        [
+            _title_cell(ws, "دفتر الأستاذ / Ledger"),
+            "متطابق / Agrees" if details.ledger_agrees else "غير متطابق / DISAGREES",
+        ]
+    )
+    ws.append(
+        [_title_cell(ws, "العملة / Currency")]
+        + [_title_cell(ws, title) for _, title in _LEDGER_TITLES]
+    )
+    for currency, fields in details.ledger.items():
+        ws.append(
+            [currency] + [_amount_cell(ws, fields[key], currency) for key, _ in _LEDGER_TITLES]
+        )
 
 
 def write_xlsx(
@@ -365,6 +450,8 @@ def write_xlsx(
     totals_by_currency: Mapping[str, Mapping[str, int]],
     items: Iterable[ReconItem],
     out: BinaryIO,
+    *,
+    details: ReportDetails | None = None,
 ) -> None:
     """Write a workbook with a `Summary` sheet and an `Items` sheet, titles in Arabic and English.
 
@@ -374,7 +461,7 @@ def write_xlsx(
     counts, totals = _validated(summary, totals_by_currency)
     workbook = Workbook(write_only=True)
     try:
-        _write_workbook(workbook, header, counts, totals, items)
+        _write_workbook(workbook, header, counts, totals, items, details)
         workbook.save(out)
     except BaseException:
         _discard(workbook)
@@ -392,15 +479,16 @@ def _discard(workbook: Workbook) -> None:
         cast(Any, sheet)._writer.cleanup()
 
 
-def _write_workbook(
+def _write_workbook(  # noqa: PLR0917 - one private call site
     workbook: Workbook,
     header: ReportHeader,
     counts: Mapping[str, int],
     totals: Mapping[str, Mapping[str, int]],
     items: Iterable[ReconItem],
+    details: ReportDetails | None,
 ) -> None:
-    tally = ReconTotals(counts, totals)
-    _write_summary_sheet(workbook, header, counts, totals)
+    tally = ReconTotals(counts, totals, details.agencies if details is not None else None)
+    _write_summary_sheet(workbook, header, counts, totals, details)
 
     ws = workbook.create_sheet("Items")
     ws.sheet_view.rightToLeft = True
@@ -415,15 +503,17 @@ def _write_workbook(
     for item in _tallied(items, tally):
         ws.append(
             [
+                _xlsx_text(ws, item.item_id),
                 STATUS_LABELS[item.status][0],
                 item.status,
                 _xlsx_text(ws, item.payment_id),
                 _xlsx_text(ws, item.refund_id),
                 _xlsx_text(ws, item.provider_reference),
                 item.currency,
+                item.settled_currency,
                 _amount_cell(ws, item.gateway_amount, item.currency),
-                _amount_cell(ws, item.settled_amount, item.currency),
-                _amount_cell(ws, item.fee, item.currency),
+                _amount_cell(ws, item.settled_amount, item.settled_currency or item.currency),
+                _amount_cell(ws, item.fee, item.settled_currency or item.currency),
                 _xlsx_text(ws, item.agency),
                 _date_cell(ws, item.gateway_date),
                 hijri_text(item.gateway_date) if item.gateway_date else None,

@@ -34,13 +34,22 @@ def new_job(event: Event, endpoint_id: str, *, requeued: bool = False) -> Delive
 
 
 def enqueue(session: Session, event: Event) -> list[DeliveryJob]:
-    """Add a delivery job for each enabled endpoint of the event's agency and mode that
-    subscribes to its type."""
+    """Add a delivery job for each enabled endpoint that subscribes to the event's type: its
+    agency's in its mode, or for a finance event, the finance keys'."""
+    whose = (
+        # Finance keys have no mode: their endpoints hear test and live acquirers alike, and the
+        # event's data says which (`livemode`).
+        [WebhookEndpoint.agency_id.is_(None)]
+        if event.agency_id is None
+        else [
+            WebhookEndpoint.agency_id == event.agency_id,
+            WebhookEndpoint.livemode == event.livemode,
+        ]
+    )
     endpoints = session.execute(
         select(WebhookEndpoint)
         .where(
-            WebhookEndpoint.agency_id == event.agency_id,
-            WebhookEndpoint.livemode == event.livemode,
+            *whose,
             WebhookEndpoint.status == "enabled",
             WebhookEndpoint.deleted_at.is_(None),
         )

@@ -34,7 +34,8 @@ class WebhookEndpoint(Base):
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    # None: a finance key's endpoint, which receives finance events only.
+    agency_id: Mapped[str | None] = mapped_column(ForeignKey("agencies.id"))
     livemode: Mapped[bool] = mapped_column(Boolean)
     url: Mapped[str] = mapped_column(String(2048))
     events: Mapped[list[str]] = mapped_column(JSON)

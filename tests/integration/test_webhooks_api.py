@@ -17,7 +17,7 @@ from config import Settings
 from payments.api.app import create_app
 from payments.errors import ValidationFailed
 from payments.gateway import Gateway, build_gateway
-from payments.schemas import EVENT_TYPES
+from payments.schemas import AGENCY_EVENT_TYPES as EVENT_TYPES
 from payments.service.webhooks import check_url
 from payments.webhooks.delivery import secret_context
 from payments.webhooks.models import DeliveryJob, WebhookEndpoint
@@ -234,7 +234,7 @@ def test_production_takes_https_only(settings: Settings, tmp_path: Path, gw: Gat
         other.db.dispose()
 
 
-def test_another_agency_sees_404_and_finance_may_only_read(
+def test_another_agency_sees_404_and_finance_reads_but_never_changes_it(
     client: FlaskClient, agency_key: str, finance_key: str, gw: Gateway
 ) -> None:
     created = _create(client, agency_key)
@@ -254,15 +254,56 @@ def test_another_agency_sees_404_and_finance_may_only_read(
     listed = client.get("/v1/webhook-endpoints", headers=auth(other)).json
     assert listed is not None and listed["data"] == []
 
-    refused = client.post(
+    seen = client.get(base, headers=auth(finance_key))
+    assert seen.status_code == 200 and seen.json is not None
+    assert "secret" not in seen.json
+    for method, path, body in (
+        ("POST", base, {"description": "finance's now"}),
+        ("DELETE", base, None),
+        ("POST", base + "/rotate-secret", {}),
+    ):
+        response = client.open(path, method=method, json=body, headers=auth(finance_key))
+        assert response.status_code == 404, (method, path, response.json)
+    unchanged = client.get(base, headers=auth(agency_key)).json
+    assert unchanged is not None and unchanged["description"] != "finance's now"
+
+
+def test_finance_endpoints_take_only_finance_events_and_agencies_only_theirs(
+    client: FlaskClient, agency_key: str, finance_key: str
+) -> None:
+    everything = client.post(
         "/v1/webhook-endpoints",
         json={"url": PUBLIC_URL, "events": ["*"]},
         headers=auth(finance_key),
     )
-    assert refused.status_code == 403
-    seen = client.get(base, headers=auth(finance_key))
-    assert seen.status_code == 200 and seen.json is not None
-    assert "secret" not in seen.json
+    assert everything.status_code == 201, everything.json
+    finance = client.post(
+        "/v1/webhook-endpoints",
+        json={"url": PUBLIC_URL, "events": ["settlement.imported", "reconciliation.completed"]},
+        headers=auth(finance_key),
+    )
+    assert finance.status_code == 201, finance.json
+    assert finance.json is not None and finance.json["secret"].startswith("whsec_")
+    for key, events in (
+        (finance_key, ["settlement.imported", "payment.succeeded"]),
+        (agency_key, ["reconciliation.completed"]),
+    ):
+        refused = client.post(
+            "/v1/webhook-endpoints",
+            json={"url": PUBLIC_URL, "events": events},
+            headers=auth(key),
+        )
+        assert refused.status_code == 422, refused.json
+        assert _error(refused)["param"] == "events"
+    mine = client.post(
+        f"/v1/webhook-endpoints/{finance.json['id']}",
+        json={"description": "treasury ERP"},
+        headers=auth(finance_key),
+    )
+    assert mine.status_code == 200 and mine.json is not None
+    assert mine.json["description"] == "treasury ERP"
+    hidden = client.get(f"/v1/webhook-endpoints/{finance.json['id']}", headers=auth(agency_key))
+    assert hidden.status_code == 404
 
 
 def test_redeliver_checks_the_event_belongs_to_the_caller(

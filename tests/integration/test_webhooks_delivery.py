@@ -36,7 +36,7 @@ from payments import clock
 from payments.gateway import Gateway, build_gateway
 from payments.ids import new_id
 from payments.models import Payment, Refund
-from payments.schemas import EVENT_TYPES
+from payments.schemas import AGENCY_EVENT_TYPES as EVENT_TYPES
 from payments.service.resolution import run_pass
 from payments.webhooks.delivery import DeliveryReport, claim, deliver_due, lease_s
 from payments.webhooks.models import DeliveryJob

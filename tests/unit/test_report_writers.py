@@ -44,10 +44,12 @@ DEC_1 = date(2026, 12, 1)
 def matched(n: int = 0, currency: str = "OMR", amount: int = 12500) -> ReconItem:
     return ReconItem(
         status="matched",
+        item_id=f"stl_0000000000000001:{n + 1}",
         payment_id=f"pay_{n:08d}",
         refund_id=None,
         provider_reference=f"sbx_{n:08d}",
         currency=currency,
+        settled_currency=currency,
         gateway_amount=amount,
         settled_amount=amount,
         fee=250,
@@ -82,16 +84,20 @@ def sample_items() -> list[ReconItem]:
         replace(
             matched(5),
             status="missing_in_settlement",
+            item_id="rfd_00000005",
             refund_id="rfd_00000005",
             gateway_amount=-2500,
             settled_amount=None,
+            settled_currency=None,
             fee=None,
             settlement_date=None,
         ),
         replace(
             matched(6, "SAR", 9900),
             status="pending_settlement",
+            item_id="pay_00000006",
             settled_amount=None,
+            settled_currency=None,
             fee=None,
             settlement_date=None,
         ),
@@ -193,11 +199,13 @@ def test_json_has_the_apis_shape_with_minor_units() -> None:
     }
     first, _, mismatch, missing, refund, _ = report["items"]
     assert first == {
+        "id": "stl_0000000000000001:2",
         "status": "matched",
         "payment_id": "pay_00000001",
         "refund_id": None,
         "provider_reference": "sbx_00000001",
         "currency": "OMR",
+        "settled_currency": "OMR",
         "gateway_amount": 12500,
         "settled_amount": 12500,
         "fee": 250,
@@ -301,38 +309,39 @@ def test_xlsx_has_a_summary_and_bilingual_items() -> None:
     items = workbook["Items"]
     titles = [cell.value for cell in items[1]]
     assert titles == [title for title, _ in ITEM_COLUMNS]
-    assert titles[1] == "رمز الحالة / Status"
+    assert titles[0] == "البند / Item"
+    assert titles[2] == "رمز الحالة / Status"
     for title in titles:
         assert isinstance(title, str)
         arabic, english = title.split(" / ")
         assert any("\u0600" <= char <= "\u06ff" for char in arabic)
         assert english.isascii()
     assert items.freeze_panes == "A2"
-    assert items.auto_filter.ref == f"A1:P{1 + len(sample_items())}"
+    assert items.auto_filter.ref == f"A1:R{1 + len(sample_items())}"
     assert items.sheet_view.rightToLeft
 
     omr, sar, _, missing, refund, _ = items.iter_rows(min_row=2)
-    assert omr[0].value == "مطابقة"
-    assert omr[1].value == "matched"
-    gateway, settled, fee = omr[6:9]
+    assert omr[1].value == "مطابقة"
+    assert omr[2].value == "matched"
+    gateway, settled, fee = omr[8:11]
     assert (gateway.value, settled.value, fee.value) == (12.5, 12.5, 0.25)
     assert all(cell.data_type == "n" for cell in (gateway, settled, fee))
     assert gateway.number_format == "#,##0.000"
-    assert sar[7].value == 150
-    assert sar[7].number_format == "#,##0.00"
-    assert refund[6].value == -2.5
-    assert missing[6].value is None
-    assert missing[4].value == "=HYPERLINK(1)"
-    assert missing[4].data_type == "s"
+    assert sar[9].value == 150
+    assert sar[9].number_format == "#,##0.00"
+    assert refund[8].value == -2.5
+    assert missing[8].value is None
+    assert missing[5].value == "=HYPERLINK(1)"
+    assert missing[5].data_type == "s"
 
-    gregorian, hijri = omr[10:12]
+    gregorian, hijri = omr[12:14]
     assert isinstance(gregorian, Cell)
     assert gregorian.is_date
     assert gregorian.value == datetime(2026, 12, 1)
     assert gregorian.number_format == "yyyy-mm-dd"
     assert hijri.value == "1448-06-21 هـ"
-    assert missing[10].value is None
-    assert missing[11].value is None
+    assert missing[12].value is None
+    assert missing[13].value is None
 
 
 def test_xlsx_summary_has_header_counts_and_totals() -> None:
@@ -358,9 +367,9 @@ def test_xlsx_amounts_read_back_as_the_exact_amount() -> None:
 
     row = next(load(write("xlsx", items))["Items"].iter_rows(min_row=2))
 
-    assert row[6].value == float(Decimal(format_major(largest, "OMR")))
-    assert f"{row[6].value:.3f}" == "999999999.999"
-    assert f"{row[8].value:.3f}" == "0.001"
+    assert row[8].value == float(Decimal(format_major(largest, "OMR")))
+    assert f"{row[8].value:.3f}" == "999999999.999"
+    assert f"{row[10].value:.3f}" == "0.001"
 
 
 # Totals

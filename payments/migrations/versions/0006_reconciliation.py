@@ -1,0 +1,53 @@
+"""reconciliation: a finance officer's note on a break; finance events and endpoints
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-04 12:00:00.000000
+
+A break is either a settlement line or a capture or refund that no line explains; a resolution
+names exactly one of them, at most once, with who resolved it and why. Events and webhook
+endpoints that belong to no agency are the finance keys': `settlement.imported` and
+`reconciliation.completed`.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "reconciliation_resolutions",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("provider", sa.String(length=40), nullable=False),
+        sa.Column("settlement_line_id", sa.Integer(), nullable=True),
+        sa.Column("target_id", sa.String(length=40), nullable=True),
+        sa.Column("status", sa.String(length=24), nullable=False),
+        sa.Column("note", sa.String(length=1000), nullable=False),
+        sa.Column("resolved_by", sa.String(length=120), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "(settlement_line_id IS NULL) <> (target_id IS NULL)", name="ck_resolutions_subject"
+        ),
+        sa.ForeignKeyConstraint(["settlement_line_id"], ["settlement_lines.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("settlement_line_id", name="uq_resolutions_line"),
+        sa.UniqueConstraint("provider", "target_id", name="uq_resolutions_target"),
+    )
+    for table in ("events", "webhook_endpoints"):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.alter_column("agency_id", existing_type=sa.String(length=64), nullable=True)
+
+
+def downgrade() -> None:
+    for table in ("webhook_endpoints", "events"):
+        op.execute(sa.text(f"DELETE FROM {table} WHERE agency_id IS NULL"))  # noqa: S608
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.alter_column("agency_id", existing_type=sa.String(length=64), nullable=False)
+    op.drop_table("reconciliation_resolutions")
