@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: run test install install-test lint typecheck unit-tests clean
+.PHONY: run test install install-test bench-install lint typecheck unit-tests clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
+
+# The benchmarks' yardsticks (pandas); `make test` does not need them.
+bench-install: install-test
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 
 run: install
 	$(BIN)/gateway db upgrade

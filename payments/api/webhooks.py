@@ -93,9 +93,7 @@ def delete_endpoint(endpoint_id: str) -> dict[str, Any]:
 @blp.alt_response(404, schema=ErrorSchema, description="No such endpoint")
 def rotate_secret(args: dict[str, Any], endpoint_id: str) -> service.IssuedSecret:
     """A new secret; the old one keeps signing for 24 hours unless `expire_now`."""
-    return service.rotate_secret(
-        gateway(), principal(), endpoint_id, expire_now=args["expire_now"]
-    )
+    return service.rotate_secret(gateway(), principal(), endpoint_id, expire_now=args["expire_now"])
 
 
 @blp.route(ENDPOINT + "/deliveries", methods=["GET"])

@@ -34,7 +34,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 import ledger
-from payments import clock, outbox, postings
+from payments import clock, db, outbox, postings
 from payments.errors import NotFound, PermissionDenied, ValidationFailed
 from payments.gateway import Gateway
 from payments.ids import is_id, new_id
@@ -110,10 +110,14 @@ def import_file(
             session.flush()
             summary: collections.Counter[str] = collections.Counter()
             done = 0
+            analyzed_at = CHUNK_LINES
             with _refused_as_invalid():  # the same bytes again: refused above if ever
                 for chunk in _chunks(parser.parse(spool), CHUNK_LINES):  # type: ignore[arg-type]
                     _import_chunk(session, settlement, chunk, summary=summary, now=now)
                     done += len(chunk)
+                    if done >= 2 * analyzed_at:  # the lines table may have doubled
+                        db.analyze(session, "settlement_lines")
+                        analyzed_at = done
                     if progress is not None:
                         progress(done, total, summary)
             settlement.line_count = sum(summary.values())
@@ -130,6 +134,9 @@ def import_file(
                 livemode=livemode,
                 data=event,
             )
+    # A file can double the lines table: without fresh statistics, PostgreSQL plans the next
+    # reconciliation as if it were still empty (nested loops over every line).
+    gw.db.refresh_statistics("settlement_lines", "ledger_transactions", "ledger_postings")
     return ImportResult(settlement, created=True)
 
 
@@ -256,26 +263,20 @@ def _import_chunk(
             "fee_bearer": None,
             "created_at": now,
         }
-        target: Payment | Refund | None
-        if line.type == "payment":
-            target = payments.get(line.provider_reference)
-            expected = target.amount_captured_minor if target is not None else 0
-        else:
-            target = refunds.get(line.provider_reference)
-            expected = -target.amount_minor if target is not None else 0
+        found = payments if line.type == "payment" else refunds
+        target = found.get(line.provider_reference)
         if target is None:
             status = "missing_in_gateway"
         else:
             row.update(agency_id=target.agency_id, livemode=target.livemode)
-            if isinstance(target, Refund):
-                row.update(refund_id=target.id, payment_id=target.payment_id)
-            else:
-                row.update(payment_id=target.id)
+            row.update(payment_id=target.payment_id)
+            if target.is_refund:
+                row.update(refund_id=target.id)
             if target.id in settled:
                 status = "duplicate"
             elif line.currency != target.currency:
                 status = "currency_mismatch"
-            elif line.gross_minor != expected:
+            elif line.gross_minor != target.expected_gross:
                 status = "amount_mismatch"
             else:
                 status = "matched"
@@ -292,41 +293,72 @@ def _import_chunk(
         ledger.post_many(session, specs, now)
 
 
-def _payments(session: Session, provider: str, references: list[str]) -> dict[str, Payment]:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Target:
+    """What matching needs of a captured payment or a succeeded refund."""
+
+    id: str
+    payment_id: str  # the payment itself, or the refunded one
+    is_refund: bool
+    agency_id: str
+    livemode: bool
+    currency: str
+    expected_gross: int  # what its settlement line must state: the capture, or minus the refund
+
+
+def _payments(session: Session, provider: str, references: list[str]) -> dict[str, _Target]:
     if not references:
         return {}
     found = session.execute(
-        select(Payment)
+        select(
+            Payment.provider_reference,
+            Payment.id,
+            Payment.agency_id,
+            Payment.livemode,
+            Payment.currency,
+            Payment.amount_captured_minor,
+        )
         .where(
             Payment.provider == provider,
             Payment.provider_reference.in_(set(references)),
             Payment.amount_captured_minor > 0,
         )
         .order_by(Payment.id)
-    ).scalars()
-    by_reference: dict[str, Payment] = {}
-    for payment in found:
-        assert payment.provider_reference is not None
-        by_reference.setdefault(payment.provider_reference, payment)
+    )
+    by_reference: dict[str, _Target] = {}
+    for reference, pid, agency, livemode, currency, captured in found:
+        assert reference is not None  # it matched one of `references`
+        target = _Target(pid, pid, False, agency, livemode, currency, captured)
+        by_reference.setdefault(reference, target)
     return by_reference
 
 
-def _refunds(session: Session, provider: str, references: list[str]) -> dict[str, Refund]:
+def _refunds(session: Session, provider: str, references: list[str]) -> dict[str, _Target]:
     if not references:
         return {}
     found = session.execute(
-        select(Refund)
+        select(
+            Refund.provider_reference,
+            Refund.id,
+            Refund.payment_id,
+            Refund.agency_id,
+            Refund.livemode,
+            Refund.currency,
+            Refund.amount_minor,
+        )
         .where(
             Refund.provider == provider,
             Refund.provider_reference.in_(set(references)),
             Refund.status == RefundStatus.SUCCEEDED.value,
         )
         .order_by(Refund.id)
-    ).scalars()
-    by_reference: dict[str, Refund] = {}
-    for refund in found:
-        assert refund.provider_reference is not None
-        by_reference.setdefault(refund.provider_reference, refund)
+    )
+    by_reference: dict[str, _Target] = {}
+    for reference, rid, pid, agency, livemode, currency, amount in found:
+        assert reference is not None
+        by_reference.setdefault(
+            reference, _Target(rid, pid, True, agency, livemode, currency, -amount)
+        )
     return by_reference
 
 
@@ -358,7 +390,7 @@ def _fee_bearers(session: Session, agency_ids: set[str]) -> dict[str, str]:
 
 def _settlement_spec(
     line: ParsedLine,
-    target: Payment | Refund,
+    target: _Target,
     provider: str,
     fee_bearer: str | None,
     now: dt.datetime,
