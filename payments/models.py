@@ -77,6 +77,7 @@ class Payment(Base):
         Index("ix_payments_scope", "agency_id", "livemode", "id"),
         Index("ix_payments_reference", "agency_id", "reference"),
         Index("ix_payments_expiry", "status", "expires_at"),
+        Index("ix_payments_provider_reference", "provider", "provider_reference"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -161,6 +162,7 @@ class Refund(Base):
         CheckConstraint("amount_minor > 0", name="ck_refunds_amount_positive"),
         Index("ix_refunds_scope", "agency_id", "livemode", "id"),
         Index("ix_refunds_due", "status", "next_check_at"),
+        Index("ix_refunds_provider_reference", "provider", "provider_reference"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

@@ -7,7 +7,8 @@ Create Date: 2026-12-04 12:00:00.000000
 A break is either a settlement line or a capture or refund that no line explains; a resolution
 names exactly one of them, at most once, with who resolved it and why. Events and webhook
 endpoints that belong to no agency are the finance keys': `settlement.imported` and
-`reconciliation.completed`.
+`reconciliation.completed`. Payments and refunds are found by the acquirer's reference when
+a settlement file is matched, so that look-up gets an index.
 """
 
 from __future__ import annotations
@@ -43,11 +44,26 @@ def upgrade() -> None:
     for table in ("events", "webhook_endpoints"):
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.alter_column("agency_id", existing_type=sa.String(length=64), nullable=True)
+    for table in ("payments", "refunds"):
+        op.create_index(f"ix_{table}_provider_reference", table, ["provider", "provider_reference"])
+
+
+_FINANCE_ROWS = (  # what belongs to no agency, dependants first
+    "DELETE FROM webhook_deliveries WHERE event_id IN (SELECT id FROM events WHERE agency_id IS "
+    "NULL) OR endpoint_id IN (SELECT id FROM webhook_endpoints WHERE agency_id IS NULL)",
+    "DELETE FROM webhook_jobs WHERE event_id IN (SELECT id FROM events WHERE agency_id IS NULL) "
+    "OR endpoint_id IN (SELECT id FROM webhook_endpoints WHERE agency_id IS NULL)",
+    "DELETE FROM webhook_endpoints WHERE agency_id IS NULL",
+    "DELETE FROM events WHERE agency_id IS NULL",
+)
 
 
 def downgrade() -> None:
+    for table in ("refunds", "payments"):
+        op.drop_index(f"ix_{table}_provider_reference", table_name=table)
+    for statement in _FINANCE_ROWS:
+        op.execute(sa.text(statement))
     for table in ("webhook_endpoints", "events"):
-        op.execute(sa.text(f"DELETE FROM {table} WHERE agency_id IS NULL"))  # noqa: S608
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.alter_column("agency_id", existing_type=sa.String(length=64), nullable=False)
     op.drop_table("reconciliation_resolutions")
