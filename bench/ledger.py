@@ -116,7 +116,8 @@ SELECT * FROM ledger_post(now(), json_build_object(
                      'floor', NULL)),
  'postings', json_build_array(
    json_build_object('journal', 1, 'account', 1, 'direction', 'debit', 'amount_minor', 100),
-   json_build_object('journal', 1, 'account', 2, 'direction', 'credit', 'amount_minor', 100))));
+   json_build_object('journal', 1, 'account', 2, 'direction', 'credit', 'amount_minor', 100))),
+ true);
 """
 
 

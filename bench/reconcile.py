@@ -71,7 +71,12 @@ PAIRING = ("matched", "amount_mismatch", "currency_mismatch")
 
 
 def _peak_mb() -> float:
-    """This process's peak resident set so far (ru_maxrss is KiB on Linux)."""
+    """This process's peak resident set so far: VmHWM, which starts afresh in a spawned child
+    (ru_maxrss would carry over the parent's, generator included, across fork and exec)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -279,10 +279,12 @@ def post_many(
     now: dt.datetime,
     *,
     reverses: Sequence[tuple[int, str] | None] | None = None,
+    seal: bool = True,
 ) -> list[Posted]:
     """Post balanced transactions in order, all or none (the caller rolls back on error).
     An external id posted before with the same postings is a no-op returning the original;
-    with different postings it raises `DuplicateMismatch`."""
+    with different postings it raises `DuplicateMismatch`. A batch job posting many times in
+    one transaction passes `seal=False` and calls `seal` after it commits."""
     if now.tzinfo is None:
         raise LedgerError("times must be timezone-aware")
     links = reverses or [None] * len(specs)
@@ -294,7 +296,7 @@ def post_many(
             raise LedgerError(f"{item.spec.external_id} appears twice in one batch")
     if not batch:
         return []
-    written = store.post_batch(session.connection(), *_rows(batch), now)
+    written = store.post_batch(session.connection(), *_rows(batch), now, seal=seal)
     for item, transaction_id in zip(batch, written.transaction_ids, strict=True):
         item.transaction_id = transaction_id
     _compare_repeats(session, batch)

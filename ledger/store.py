@@ -78,7 +78,7 @@ class Written:
 # Called on the driver's own cursor (see `_call`), so in the driver's parameter style.
 POST_CALL = (
     "SELECT transaction_ids, account_ids, kinds, floors, debits, credits"
-    " FROM ledger_post(%s, CAST(%s AS json))"
+    " FROM ledger_post(%s, CAST(%s AS json), %s)"
 )
 
 
@@ -152,9 +152,11 @@ def _post_postgres(
     accounts: list[AccountRow],
     postings: list[PostingRow],
     now: dt.datetime,
+    *,
+    seal: bool,
 ) -> Written:
     batch = _batch_document(journal, accounts, postings)
-    transaction_ids, *moved = _call(conn, POST_CALL, (now, batch))
+    transaction_ids, *moved = _call(conn, POST_CALL, (now, batch, seal))
     before = {}
     if moved[0] is not None:  # else every transaction was posted before
         for account, *found in zip(accounts, *moved, strict=True):
@@ -204,6 +206,8 @@ def _post_sqlite(
     accounts: list[AccountRow],
     postings: list[PostingRow],
     now: dt.datetime,
+    *,
+    seal: bool,
 ) -> Written:
     inserted = conn.execute(
         sqlite.insert(JOURNAL)
@@ -217,7 +221,8 @@ def _post_sqlite(
     if not fresh:
         return Written(transaction_ids, {})
     conn.execute(insert(QUEUE), [{"transaction_id": row.id} for row in inserted])
-    chain.seal_queue(conn)
+    if seal:
+        chain.seal_queue(conn)
 
     added: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     for p in fresh:
@@ -266,9 +271,13 @@ def post_batch(
     accounts: list[AccountRow],
     postings: list[PostingRow],
     now: dt.datetime,
+    *,
+    seal: bool = True,
 ) -> Written:
     """Write the transactions of `journal` whose external id is new, with their postings, and
     move the totals of their `accounts` (distinct, sorted by code and currency), creating
-    missing ones. Returns the new journal ids and each moved account as it was before."""
+    missing ones. Returns the new journal ids and each moved account as it was before. The new
+    transactions are queued for the hash chain and, if `seal`, chained now when the chain's
+    head is free."""
     post = _post_postgres if conn.dialect.name == "postgresql" else _post_sqlite
-    return post(conn, journal, accounts, postings, now)
+    return post(conn, journal, accounts, postings, now, seal=seal)
