@@ -28,6 +28,7 @@ MAX_WEBHOOK_DELAY_S = 7 * 24 * 3600.0
 WEBHOOK_TIMEOUT_S = 15.0
 MAX_WEBHOOK_TIMEOUT_S = 60.0
 MAX_SETTLEMENT_LAG_DAYS = 60
+MAX_IDEMPOTENCY_LEASE_S = 3600.0
 
 
 class ConfigurationError(Exception):
@@ -59,6 +60,9 @@ class Settings:
     # The largest settlement file an import accepts (CLI and `POST /v1/settlements`).
     max_settlement_file_bytes: int = 256 * 1024 * 1024
     idempotency_ttl_s: int = 24 * 60 * 60
+    # How long a request holds its Idempotency-Key before a retry may take it over (API.md:
+    # "about a minute"); longer than any acquirer call, so a live holder is never overtaken.
+    idempotency_lease_s: float = 60.0
     # Days a capture or refund may wait for its settlement line before reconciliation calls it
     # `missing_in_settlement` rather than `pending_settlement`.
     settlement_lag_days: int = 2
@@ -138,6 +142,20 @@ def _settlement_lag(raw: str | None) -> int:
     return value
 
 
+def _lease(raw: str | None) -> float:
+    if raw is None or raw == "":
+        return 60.0
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"GATEWAY_IDEMPOTENCY_LEASE_S: {exc}") from exc
+    if not 1 <= value <= MAX_IDEMPOTENCY_LEASE_S:
+        raise ConfigurationError(
+            f"GATEWAY_IDEMPOTENCY_LEASE_S must be from 1 to {MAX_IDEMPOTENCY_LEASE_S:.0f} seconds"
+        )
+    return value
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from `GATEWAY_*` variables; production refuses development secrets."""
     env_vars = os.environ if environ is None else environ
@@ -185,6 +203,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         stripe_webhook_secret=get("GATEWAY_STRIPE_WEBHOOK_SECRET") or None,
         sandbox_database=Path(get("GATEWAY_SANDBOX_DATABASE", str(var_dir / "sandbox.db"))),
         settlement_lag_days=_settlement_lag(get("GATEWAY_SETTLEMENT_LAG_DAYS")),
+        idempotency_lease_s=_lease(get("GATEWAY_IDEMPOTENCY_LEASE_S")),
         log_level=get("GATEWAY_LOG_LEVEL", "INFO"),
         routing_rules=routing.rules,
         acquirers=routing.acquirers,

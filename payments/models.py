@@ -210,6 +210,11 @@ class IdempotencyRecord(Base):
     response_status: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    # The holder's lease: after it, a retry may take the key over (payments/idempotency.py).
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    # The payment or refund the holder's work committed, for a retry that takes the key over.
+    recovery_object: Mapped[str | None] = mapped_column(String(40))
 
 
 class Settlement(Base):

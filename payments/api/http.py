@@ -206,12 +206,13 @@ def _claim_idempotency_key() -> Response | None:
         return None
     idempotency.check_key(key)
     digest = idempotency.request_hash(request.method, request.path, g.body)
-    replay = idempotency.begin(gateway(), g.principal.key_id, key, digest)
-    if replay is not None:
-        response = Response(replay.body, status=replay.status, mimetype="application/json")
+    claimed = idempotency.begin(gateway(), g.principal.key_id, key, digest)
+    if isinstance(claimed, idempotency.Replay):
+        response = Response(claimed.body, status=claimed.status, mimetype="application/json")
         response.headers["Idempotent-Replayed"] = "true"
         return response
-    g.idempotency_key = key
+    g.idempotency_claim = claimed
+    g.idempotency_held = idempotency.hold(claimed)
     return None
 
 
@@ -232,20 +233,21 @@ def install(app: Flask) -> None:
     def _after(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
         response.headers.setdefault("Cache-Control", "no-store")
-        key = g.pop("idempotency_key", None)
-        if key is not None:
-            principal = g.principal
+        claim = g.pop("idempotency_claim", None)
+        if claim is not None:
             if response.status_code in KEPT_STATUSES and not _is_key_conflict(response):
                 idempotency.finish(
-                    gateway(),
-                    principal.key_id,
-                    key,
-                    response.status_code,
-                    response.get_data(as_text=True),
+                    gateway(), claim, response.status_code, response.get_data(as_text=True)
                 )
             else:
-                idempotency.release(gateway(), principal.key_id, key)
+                idempotency.release(gateway(), claim)
         return response
+
+    @app.teardown_request
+    def _teardown(_exc: BaseException | None) -> None:
+        held = g.pop("idempotency_held", None)
+        if held is not None:
+            idempotency.let_go(held)
 
     @app.errorhandler(GatewayError)
     def _gateway_error(error: GatewayError) -> Response:

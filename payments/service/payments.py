@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from payments import clock
+from payments import clock, idempotency
 from payments.checkout.tokens import page_url
 from payments.errors import Conflict, NotFound, ProviderFailed, ValidationFailed
 from payments.gateway import Gateway
@@ -101,6 +101,9 @@ def create_payment(gw: Gateway, principal: Principal, new: NewPayment) -> Paymen
         raise Conflict("only an agency key creates payments", code="agency_key_required")
     if gw.settings.is_production and not new.return_url.startswith("https://"):
         raise ValidationFailed("return_url must be an https URL", param="return_url")
+    done = idempotency.recovered()
+    if done is not None and is_id(done, "pay"):
+        return get_payment(gw, principal, done)  # a dead request under this key created it
     now = clock.now()
     payment_id = new_id("pay")
     with gw.db.transaction() as session:
@@ -135,6 +138,7 @@ def create_payment(gw: Gateway, principal: Principal, new: NewPayment) -> Paymen
             expires_at=now + dt.timedelta(seconds=gw.settings.payment_expiry_s),
         )
         session.add(payment)
+        idempotency.committed(session, payment_id)
     log.info("payment created", extra={"payment": payment_id, "agency": agency.id})
     return payment
 
@@ -219,6 +223,8 @@ def charge_card(
     decline leaves the payment `created` for another card until the third)."""
     number = _check_card(card)
     card = dataclasses.replace(card, number=number)
+    if principal is not None and idempotency.recovered() == payment_id:
+        return get_payment(gw, principal, payment_id)  # a dead request under this key began it
     now = clock.now()
     with gw.db.transaction() as session:
         payment = _load_for_update(session, principal, payment_id)
@@ -242,6 +248,7 @@ def charge_card(
         }
         payment.card_fingerprint = fingerprint(number, gw.fingerprint_key)
         move(session, payment, PaymentStatus.PROCESSING)
+        idempotency.committed(session, payment_id)
         remaining = list(chosen.providers)
         first = _claim(gw, remaining, payment)
         if first is None:
@@ -321,6 +328,8 @@ def _authorisation_action(
     gw: Gateway, principal: Principal, payment_id: str, action: str, amount_minor: int | None
 ) -> Payment:
     """Capture or void an authorisation with the money-safe sequence."""
+    if idempotency.recovered() == payment_id:
+        return get_payment(gw, principal, payment_id)  # a dead request under this key began it
     with gw.db.transaction() as session:
         payment = load_payment(session, principal, payment_id, lock=True)
         if payment.status != PaymentStatus.REQUIRES_CAPTURE:
@@ -345,6 +354,7 @@ def _authorisation_action(
         attempt.action_key = f"{attempt.id}-{action}"
         attempt.action_amount_minor = amount_minor
         attempt.next_check_at = clock.now() + dt.timedelta(seconds=OPEN_ATTEMPT_GRACE_S)
+        idempotency.committed(session, payment_id)
         reference = attempt.provider_reference or ""
     provider = gw.providers.get(attempt.provider)
     key = attempt.action_key
@@ -378,9 +388,12 @@ def capture_payment(
 
 
 def cancel_payment(gw: Gateway, principal: Principal, payment_id: str) -> Payment:
+    if idempotency.recovered() == payment_id:
+        return get_payment(gw, principal, payment_id)  # a dead request under this key began it
     with gw.db.transaction() as session:
         payment = load_payment(session, principal, payment_id, lock=True)
         if payment.status == PaymentStatus.CREATED:
             move(session, payment, PaymentStatus.CANCELLED)
+            idempotency.committed(session, payment_id)
             return payment
     return _authorisation_action(gw, principal, payment_id, "cancel", None)

@@ -6,7 +6,7 @@ import datetime as dt
 
 from sqlalchemy import func, select
 
-from payments import clock
+from payments import clock, idempotency
 from payments.errors import Conflict, NotFound, ValidationFailed
 from payments.gateway import Gateway
 from payments.ids import is_id, new_id
@@ -25,6 +25,9 @@ def create_refund(
     amount_minor: int | None,
     reason: str | None,
 ) -> Refund:
+    done = idempotency.recovered()
+    if done is not None and is_id(done, "re"):
+        return get_refund(gw, principal, done)  # a dead request under this key made it
     now = clock.now()
     with gw.db.transaction() as session:
         payment = load_payment(session, principal, payment_id, lock=True)
@@ -65,6 +68,7 @@ def create_refund(
             updated_at=now,
         )
         session.add(refund)
+        idempotency.committed(session, refund.id)
         request = RefundRequest(
             idempotency_key=refund.id,
             payment_reference=payment.provider_reference,

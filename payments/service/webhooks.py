@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from config import Settings
-from payments import clock
+from payments import clock, idempotency
 from payments.errors import Conflict, NotFound, ValidationFailed
 from payments.gateway import Gateway
 from payments.ids import is_id, new_id
@@ -146,7 +146,20 @@ def _load(
     return endpoint
 
 
+def _reissued(gw: Gateway, principal: Principal, endpoint_id: str) -> IssuedSecret:
+    """The endpoint with its current secret: the answer a dead request under the same
+    Idempotency-Key would have given, for the retry that took the key over."""
+    box = SecretBox(gw.settings.encryption_key)
+    with gw.db.read() as session:
+        endpoint = _load(session, principal, endpoint_id, manage=True)
+        secret = box.open(endpoint.secret_sealed, context=secret_context(endpoint.id))
+    return IssuedSecret(endpoint, secret.decode())
+
+
 def create_endpoint(gw: Gateway, principal: Principal, new: NewEndpoint) -> IssuedSecret:
+    done = idempotency.recovered()
+    if done is not None and is_id(done, "we"):
+        return _reissued(gw, principal, done)
     agency_id = principal.agency_id  # None: a finance key's endpoint, for finance events
     events = _allowed_events(principal, new.events)
     check_url(gw.settings, new.url)
@@ -199,6 +212,7 @@ def create_endpoint(gw: Gateway, principal: Principal, new: NewEndpoint) -> Issu
             deleted_at=None,
         )
         session.add(endpoint)
+        idempotency.committed(session, endpoint_id)
     return IssuedSecret(endpoint, secret)
 
 
@@ -261,6 +275,8 @@ def rotate_secret(
 ) -> IssuedSecret:
     """A new secret (and Ed25519 key, if the endpoint signs with one). The old one keeps
     signing beside it for 24 hours unless `expire_now`; an older one still is dropped."""
+    if idempotency.recovered() == endpoint_id:
+        return _reissued(gw, principal, endpoint_id)  # rotated by a dead request under the key
     box = SecretBox(gw.settings.encryption_key)
     secret = signing.new_secret()
     now = clock.now()
@@ -278,6 +294,7 @@ def rotate_secret(
         if endpoint.signing_key_sealed is not None:
             endpoint.signing_key_sealed, endpoint.public_key = _sealed_signing_key(box, endpoint.id)
         endpoint.updated_at = now
+        idempotency.committed(session, endpoint.id)
     return IssuedSecret(endpoint, secret)
 
 
