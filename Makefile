@@ -37,6 +37,7 @@ run: install
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/bandit -q -c pyproject.toml -r config payments providers ledger wsgi.py gunicorn.conf.py
 
 typecheck: install-test
 	$(BIN)/mypy config payments providers ledger tests bench wsgi.py

@@ -1,5 +1,8 @@
-"""The WSGI entry point for gunicorn: `gunicorn wsgi:app`."""
+"""The WSGI entry point for gunicorn: `gunicorn -c gunicorn.conf.py wsgi:app`."""
+
+import os
 
 from payments.api.app import create_app
+from payments.api.server import behind_proxies
 
-app = create_app()
+app = behind_proxies(create_app(), os.environ)

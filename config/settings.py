@@ -6,15 +6,21 @@ import base64
 import dataclasses
 import ipaddress
 import os
+import re
 import secrets
-from collections.abc import Mapping
+import tomllib
+from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from limits import parse_many
 
 from config.routing import (
     DEFAULT_BREAKER,
     DEFAULT_ROUTING_RULES,
+    SANDBOX,
     AcquirerConfig,
     BreakerConfig,
+    RoutingConfig,
     RoutingConfigError,
     RoutingRule,
     load_routing,
@@ -29,6 +35,13 @@ WEBHOOK_TIMEOUT_S = 15.0
 MAX_WEBHOOK_TIMEOUT_S = 60.0
 MAX_SETTLEMENT_LAG_DAYS = 60
 MAX_IDEMPOTENCY_LEASE_S = 3600.0
+DEFAULT_RATE_LIMIT = "100/second;3000/minute"
+DEFAULT_RATE_LIMIT_UNAUTHENTICATED = "10/second;300/minute"
+DEFAULT_RATE_LIMIT_CHECKOUT = "300/minute"
+DEFAULT_RATE_LIMIT_CHECKOUT_POST = "60/minute"
+MAX_RATE_LIMITS_FILE_BYTES = 1024 * 1024
+RATE_LIMIT_AGENCY_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}\Z")  # an agency id's shape
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "redis+unix://")
 
 
 class ConfigurationError(Exception):
@@ -55,6 +68,9 @@ class Settings:
     stripe_api_base: str | None = None
     stripe_webhook_secret: str | None = None
     sandbox_database: Path = Path("var/sandbox.db")
+    # Faults the sandbox injects at random for fault drills (`GATEWAY_SANDBOX_FAULTS`, e.g.
+    # `error_before_charge=0.1,timeout_after_charge=0.1,slow=0.1,slow_s=2`); empty: none.
+    sandbox_faults: tuple[tuple[str, float], ...] = ()
     payment_expiry_s: int = 90 * 60
     max_body_bytes: int = 64 * 1024
     # The largest settlement file an import accepts (CLI and `POST /v1/settlements`).
@@ -72,6 +88,16 @@ class Settings:
     routing_rules: tuple[RoutingRule, ...] = DEFAULT_ROUTING_RULES
     acquirers: tuple[AcquirerConfig, ...] = ()
     breaker: BreakerConfig = DEFAULT_BREAKER
+    # Rate limits (payments/api/limits.py), each a flask-limiter string of one or more limits:
+    # per API key, or per agency instead (agency id, limit); per client address for /v1 calls
+    # without a valid key; per address on the hosted page, its POSTs more tightly.
+    rate_limit: str = DEFAULT_RATE_LIMIT
+    rate_limits_by_agency: tuple[tuple[str, str], ...] = ()
+    rate_limit_unauthenticated: str = DEFAULT_RATE_LIMIT_UNAUTHENTICATED
+    rate_limit_checkout: str = DEFAULT_RATE_LIMIT_CHECKOUT
+    rate_limit_checkout_post: str = DEFAULT_RATE_LIMIT_CHECKOUT_POST
+    # Where the rate limits count: unset, in each process; a Redis URL shares the counts.
+    redis_url: str | None = None
 
     @property
     def is_production(self) -> bool:
@@ -142,6 +168,36 @@ def _settlement_lag(raw: str | None) -> int:
     return value
 
 
+SANDBOX_FAULTS = ("error_before_charge", "timeout_after_charge", "slow", "slow_s")
+
+
+def _sandbox_faults(raw: str | None) -> tuple[tuple[str, float], ...]:
+    """`name=value` pairs: three probabilities that add up to at most 1, and `slow_s`."""
+    if not raw:
+        return ()
+    faults: dict[str, float] = {}
+    for part in raw.split(","):
+        name, _, value = part.partition("=")
+        name = name.strip()
+        if name not in SANDBOX_FAULTS or name in faults:
+            raise ConfigurationError(
+                f"GATEWAY_SANDBOX_FAULTS: {name!r} is not one of {', '.join(SANDBOX_FAULTS)} "
+                "(each at most once)"
+            )
+        try:
+            faults[name] = float(value)
+        except ValueError as exc:
+            raise ConfigurationError(f"GATEWAY_SANDBOX_FAULTS: {name}: {exc}") from exc
+    chances = [faults.get(name, 0.0) for name in SANDBOX_FAULTS[:3]]
+    if not all(0 <= chance <= 1 for chance in chances) or sum(chances) > 1:
+        raise ConfigurationError(
+            "GATEWAY_SANDBOX_FAULTS: probabilities are from 0 to 1 and add up to at most 1"
+        )
+    if not 0 <= faults.get("slow_s", 0.0) <= 30:
+        raise ConfigurationError("GATEWAY_SANDBOX_FAULTS: slow_s is from 0 to 30 seconds")
+    return tuple(sorted(faults.items()))
+
+
 def _lease(raw: str | None) -> float:
     if raw is None or raw == "":
         return 60.0
@@ -156,8 +212,103 @@ def _lease(raw: str | None) -> float:
     return value
 
 
+def check_rate_limit(value: str, where: str) -> str:
+    """`value` if it is a flask-limiter string of one or more limits, each of at least 1."""
+    try:
+        items = parse_many(value)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"{where}: {exc}; write one or more limits such as 100/second;3000/minute"
+        ) from exc
+    if any(item.amount < 1 for item in items):
+        raise ConfigurationError(f"{where}: every limit must allow at least 1 request")
+    return value.strip()
+
+
+def _rate_limit(name: str, raw: str | None, default: str) -> str:
+    if raw is None or not raw.strip():
+        return default
+    return check_rate_limit(raw, name)
+
+
+def _agency_rate_limits(path: str) -> tuple[tuple[str, str], ...]:
+    """The `[agencies]` table of `GATEWAY_RATE_LIMITS_FILE`: agency id = "limit string"."""
+    if not path.strip():
+        return ()
+    where = f"GATEWAY_RATE_LIMITS_FILE {path}"
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_RATE_LIMITS_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigurationError(f"{where}: cannot be read: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_RATE_LIMITS_FILE_BYTES:
+        raise ConfigurationError(f"{where}: larger than {MAX_RATE_LIMITS_FILE_BYTES} bytes")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"{where}: not UTF-8 TOML: {exc}") from exc
+    unknown = sorted(set(data) - {"agencies"})
+    if unknown:
+        raise ConfigurationError(f"{where}: unknown key {unknown[0]!r}; only [agencies] is read")
+    agencies = data.get("agencies", {})
+    if not isinstance(agencies, dict):
+        raise ConfigurationError(f"{where}: agencies must be a table of agency id = limit")
+    limits: list[tuple[str, str]] = []
+    for agency_id, value in agencies.items():
+        if not RATE_LIMIT_AGENCY_RE.match(agency_id):
+            raise ConfigurationError(f"{where}: {agency_id!r} is not an agency id")
+        if not isinstance(value, str):
+            raise ConfigurationError(f"{where}: agencies.{agency_id} must be a string")
+        limits.append((agency_id, check_rate_limit(value, f"{where}: agencies.{agency_id}")))
+    return tuple(limits)
+
+
+def _redis_url(raw: str | None) -> str | None:
+    if raw is None or not raw.strip():
+        return None
+    if not raw.strip().startswith(REDIS_URL_SCHEMES):
+        # The URL may hold a password: the message never repeats it.
+        raise ConfigurationError(
+            f"GATEWAY_REDIS_URL must start with one of {', '.join(REDIS_URL_SCHEMES)}"
+        )
+    return raw.strip()
+
+
+def _refuse_unsafe_production(get: Callable[[str], str | None], routing: RoutingConfig) -> None:
+    """Production runs on PostgreSQL, behind https, with no simulator: refuse anything else."""
+    database_url = get("GATEWAY_DATABASE_URL") or ""
+    if database_url.startswith("sqlite"):
+        raise ConfigurationError(
+            "GATEWAY_DATABASE_URL names SQLite; production needs PostgreSQL "
+            "(postgresql+psycopg://...)"
+        )
+    public_url = get("GATEWAY_PUBLIC_URL") or ""
+    if not public_url.startswith("https://"):
+        raise ConfigurationError(
+            "GATEWAY_PUBLIC_URL must be the gateway's https:// address in production"
+        )
+    if get("GATEWAY_SANDBOX_FAULTS"):
+        raise ConfigurationError(
+            "GATEWAY_SANDBOX_FAULTS injects acquirer faults: not in production"
+        )
+    simulators = {SANDBOX} | {a.name for a in routing.acquirers if a.adapter == SANDBOX}
+    extra = sorted(simulators - {SANDBOX})
+    if extra:
+        raise ConfigurationError(
+            f"sandbox simulator instances configured ({', '.join(extra)}): not in production; "
+            "unset GATEWAY_SANDBOX_BACKUP and remove sandbox acquirers from the routing file"
+        )
+    for rule in routing.rules:
+        if rule.livemode is not False and simulators & set(rule.providers):
+            raise ConfigurationError(
+                f"routing rule {rule.name} may send live payments to the sandbox simulator; "
+                "give it livemode = false or route it to a real acquirer"
+            )
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build settings from `GATEWAY_*` variables; production refuses development secrets."""
+    """Build settings from `GATEWAY_*` variables; production refuses development secrets, SQLite,
+    a plain-http public URL and the sandbox's simulators."""
     env_vars = os.environ if environ is None else environ
     get = env_vars.get
     env = get("GATEWAY_ENV", "development")
@@ -187,6 +338,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         routing = load_routing(env_vars, stripe_configured=stripe_api_key is not None)
     except RoutingConfigError as exc:
         raise ConfigurationError(str(exc)) from exc
+    if env == "production":
+        _refuse_unsafe_production(get, routing)
     return Settings(
         env=env,
         database_url=get("GATEWAY_DATABASE_URL", f"sqlite:///{var_dir}/gateway.db"),
@@ -202,10 +355,29 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         stripe_api_base=get("GATEWAY_STRIPE_API_BASE") or None,
         stripe_webhook_secret=get("GATEWAY_STRIPE_WEBHOOK_SECRET") or None,
         sandbox_database=Path(get("GATEWAY_SANDBOX_DATABASE", str(var_dir / "sandbox.db"))),
+        sandbox_faults=_sandbox_faults(get("GATEWAY_SANDBOX_FAULTS")),
         settlement_lag_days=_settlement_lag(get("GATEWAY_SETTLEMENT_LAG_DAYS")),
         idempotency_lease_s=_lease(get("GATEWAY_IDEMPOTENCY_LEASE_S")),
         log_level=get("GATEWAY_LOG_LEVEL", "INFO"),
         routing_rules=routing.rules,
         acquirers=routing.acquirers,
         breaker=routing.breaker,
+        rate_limit=_rate_limit("GATEWAY_RATE_LIMIT", get("GATEWAY_RATE_LIMIT"), DEFAULT_RATE_LIMIT),
+        rate_limits_by_agency=_agency_rate_limits(get("GATEWAY_RATE_LIMITS_FILE", "")),
+        rate_limit_unauthenticated=_rate_limit(
+            "GATEWAY_RATE_LIMIT_UNAUTHENTICATED",
+            get("GATEWAY_RATE_LIMIT_UNAUTHENTICATED"),
+            DEFAULT_RATE_LIMIT_UNAUTHENTICATED,
+        ),
+        rate_limit_checkout=_rate_limit(
+            "GATEWAY_RATE_LIMIT_CHECKOUT",
+            get("GATEWAY_RATE_LIMIT_CHECKOUT"),
+            DEFAULT_RATE_LIMIT_CHECKOUT,
+        ),
+        rate_limit_checkout_post=_rate_limit(
+            "GATEWAY_RATE_LIMIT_CHECKOUT_POST",
+            get("GATEWAY_RATE_LIMIT_CHECKOUT_POST"),
+            DEFAULT_RATE_LIMIT_CHECKOUT_POST,
+        ),
+        redis_url=_redis_url(get("GATEWAY_REDIS_URL")),
     )

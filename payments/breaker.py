@@ -8,9 +8,10 @@ caller claims the trial with `allow()` only just before it calls that acquirer, 
 lists several acquirers does not use up their trials.
 
 State lives in this process: each gunicorn worker (and the delivery worker) keeps its own
-breakers and counts its own failures. That is enough to stop hammering a failing acquirer and
-needs no shared store; a payment is never charged twice because of it, since failover only
-follows results that say nothing was charged.
+breakers and counts its own failures; `gateway_circuit_breaker_state` counts the processes in
+each state as each last saw it (an open breaker turns half-open when next asked). That is
+enough to stop hammering a failing acquirer and needs no shared store; a payment is never
+charged twice because of it, since failover only follows results that say nothing was charged.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 
 from config import BreakerConfig
+from payments import metrics
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +55,9 @@ class CircuitBreaker:
         self._failures: collections.deque[float] = collections.deque(maxlen=config.failures)
         self._opened_at = 0.0
         self._trial_started_at: float | None = None
-        # (from, to) -> how many times; read by whoever exports metrics.
+        # (from, to) -> how many times, in this breaker.
         self.transitions: dict[tuple[str, str], int] = {}
+        metrics.breaker_moved(name, None, BreakerState.CLOSED.value)
 
     def transition_counts(self) -> dict[tuple[str, str], int]:
         """A copy of `transitions` taken under the lock."""
@@ -133,6 +136,7 @@ class CircuitBreaker:
         self._state = to
         key = (before.value, to.value)
         self.transitions[key] = self.transitions.get(key, 0) + 1
+        metrics.breaker_moved(self.name, before.value, to.value)
         log.log(
             logging.WARNING if to == BreakerState.OPEN else logging.INFO,
             "circuit breaker %s: %s -> %s",

@@ -397,24 +397,35 @@ def worker(once: bool) -> None:
 @main.command()
 @click.option("--port", type=int, default=None, help="Default: PORT or 8000.")
 @click.option("--host", default="127.0.0.1")
-@click.option("--workers", type=int, default=2)
+@click.option(
+    "--workers", type=int, default=None, help="Default: GATEWAY_WORKERS, else 2 per core + 1."
+)
 @click.option("--no-worker", is_flag=True, help="Do not start the background worker.")
-def serve(port: int | None, host: str, workers: int, no_worker: bool) -> None:
+def serve(port: int | None, host: str, workers: int | None, no_worker: bool) -> None:
     """Serve the API with gunicorn, with one background worker beside it."""
-    from payments.api.server import GatewayServer
+    from payments import metrics
+    from payments.api.server import METRICS_DIR, GatewayServer
 
     settings = _settings()
     _gateway().db.dispose()  # refuse to start on acquirers that cannot be built, before forking
     port = port or settings.port
+    try:
+        server = GatewayServer(settings, bind=f"{host}:{port}", workers=workers)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    # Every process of this node (gunicorn's workers and the worker below) counts its metrics
+    # in one fresh directory, which /metrics adds up.
+    metrics.use_directory(settings.var_dir / METRICS_DIR)
     background = None
     if not no_worker:
         background = subprocess.Popen([sys.executable, "-m", "payments.cli", "worker"])
     try:
-        GatewayServer(settings, bind=f"{host}:{port}", workers=workers).run()
+        server.run()
     finally:
         if background is not None:
             background.terminate()
             background.wait(timeout=10)
+            metrics.process_exited(background.pid)
 
 
 if __name__ == "__main__":

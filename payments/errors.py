@@ -72,6 +72,14 @@ class Conflict(GatewayError):
     code = "invalid_state"
 
 
+class RateLimited(GatewayError):
+    """Too many requests: the API answers it with `Retry-After`."""
+
+    status = 429
+    type = "rate_limited"
+    code = "rate_limited"
+
+
 class ProviderFailed(GatewayError):
     status = 502
     type = "provider"

@@ -15,7 +15,7 @@ from config import (
 from payments.breaker import Breakers
 from payments.db import Database, make_engine
 from providers import Provider, ProviderRegistry
-from providers.sandbox import SandboxProvider, SandboxStore
+from providers.sandbox import SandboxFaults, SandboxProvider, SandboxStore
 
 
 @dataclasses.dataclass
@@ -50,6 +50,11 @@ def _stripe(
     )
 
 
+def _faults(settings: Settings) -> SandboxFaults | None:
+    """The faults a fault drill asked the sandbox to inject, if any."""
+    return SandboxFaults(**dict(settings.sandbox_faults)) if settings.sandbox_faults else None
+
+
 def _challenge_url(settings: Settings) -> str:
     """The sandbox's 3-D Secure simulator page, served by the gateway outside production."""
     return f"{settings.public_url}/sandbox/3ds"
@@ -63,6 +68,7 @@ def _instance(settings: Settings, store: SandboxStore, acquirer: AcquirerConfig)
             name=acquirer.name,
             errors_before_charge=options.errors_before_charge,
             challenge_url=_challenge_url(settings),
+            faults=_faults(settings),
         )
     return _stripe(
         settings,
@@ -77,7 +83,9 @@ def build_providers(settings: Settings) -> ProviderRegistry:
     """The built-in `sandbox`, every configured instance, and `stripe` when it has a key."""
     # One store for every sandbox instance: a charge made through one is visible to all.
     store = SandboxStore(settings.sandbox_database)
-    providers: list[Provider] = [SandboxProvider(store, challenge_url=_challenge_url(settings))]
+    providers: list[Provider] = [
+        SandboxProvider(store, challenge_url=_challenge_url(settings), faults=_faults(settings))
+    ]
     if settings.stripe_api_key:
         providers.append(_stripe(settings, "stripe", settings.stripe_api_key, None, None))
     providers += [_instance(settings, store, acquirer) for acquirer in settings.acquirers]

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from payments import clock
 from payments.money import CURRENCY_EXPONENTS, MAX_AMOUNT_MINOR
-from payments.states import PaymentStatus
+from payments.states import PaymentStatus, RefundStatus
 
 SERVICE_CODE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# What the OpenAPI document promises an http(s) URL looks like: a host of letters, digits and
+# hyphens (the last label at least two long), an optional port and path. Every such URL passes
+# `fields.Url`; the document's `format: uri` alone would admit `https://`.
+HTTP_URL_PATTERN = (
+    r"^https?://([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9][A-Za-z0-9-]{0,61}[A-Za-z0-9](:[0-9]{1,5})?(/[!-~]*)?$"
+)
 # What an agency key's endpoints receive, about its own payments and refunds.
 AGENCY_EVENT_TYPES = (
     "payment.succeeded",
@@ -26,6 +34,37 @@ AGENCY_EVENT_TYPES = (
 # What a finance key's endpoints receive: news of settlement files and reconciliation runs.
 FINANCE_EVENT_TYPES = ("settlement.imported", "reconciliation.completed")
 EVENT_TYPES = AGENCY_EVENT_TYPES + FINANCE_EVENT_TYPES
+
+
+def constant(value: Any) -> fields.Constant[Any]:
+    """A field always `value`, documented as exactly that (flask-smorest gives only a default)."""
+    return fields.Constant(value, metadata={"enum": [value]})
+
+
+def one_of(values: Any, **kwargs: Any) -> fields.String:
+    """An output string documented as one of `values` (validators do not run on dump)."""
+    return fields.String(validate=validate.OneOf(list(values)), **kwargs)
+
+
+def id_of(prefix: str, **kwargs: Any) -> fields.String:
+    """An output id of `prefix`, documented with its shape (API.md §2)."""
+    return fields.String(metadata={"pattern": f"^{prefix}_[0-9a-z]{{26}}$"}, **kwargs)
+
+
+S = TypeVar("S", bound=type[Schema])
+
+
+def answered(*optional: str) -> Callable[[S], S]:
+    """Mark a response schema's fields required in the document, bar `optional`: the gateway
+    always answers them (as `null` when empty), so a missing one is a disagreement.
+    `required` means nothing to marshmallow when dumping."""
+
+    def mark(schema: S) -> S:
+        for name, field in schema._declared_fields.items():
+            field.required = name not in optional
+        return schema
+
+    return mark
 
 
 class FullMatch(validate.Regexp):
@@ -52,11 +91,17 @@ class StrictInteger(fields.Integer):
         return result
 
 
-class Timestamp(fields.Field[dt.datetime]):
-    """RFC 3339 UTC with a `Z` out; RFC 3339 with an offset in."""
+class Timestamp(fields.DateTime):
+    """RFC 3339 UTC with a `Z` out; RFC 3339 with an offset in. A `DateTime` only so that
+    the OpenAPI document calls it a `date-time` string; the parsing is its own."""
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        return clock.rfc3339(value)
+        text = clock.rfc3339(value)
+        # strftime writes years before 1000 with fewer than four digits, which RFC 3339 forbids.
+        if text is not None and value.astimezone(dt.UTC).year < 1000:
+            year, rest = text.split("-", 1)
+            text = f"{int(year):04d}-{rest}"
+        return text
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:
         if not isinstance(value, str) or len(value) > 40:
@@ -117,6 +162,7 @@ class PaymentCreateSchema(Schema):
         schemes={"http", "https"},
         require_tld=False,
         validate=validate.Length(max=2048),
+        metadata={"format": "uri", "pattern": HTTP_URL_PATTERN},
     )
     language = fields.String(load_default="ar", validate=validate.OneOf(["ar", "en"]))
     service_code = fields.String(validate=FullMatch(SERVICE_CODE_RE))
@@ -128,6 +174,12 @@ class PaymentCreateSchema(Schema):
         values=fields.String(validate=validate.Length(max=500)),
         load_default=dict,
         validate=_metadata_ok,
+        metadata={
+            "maxProperties": 20,
+            "json_schema": {
+                "propertyNames": {"minLength": 1, "maxLength": 40, "pattern": "^[^\\x00]*$"}
+            },
+        },
     )
     payer = fields.Nested(PayerSchema)
 
@@ -188,33 +240,56 @@ class EventListQuerySchema(ListQuerySchema):
     type = fields.String(validate=validate.OneOf(EVENT_TYPES))
 
 
+@answered()
 class FailureSchema(Schema):
     code = fields.String()
     message = fields.String()
 
 
+NULLABLE_STRING = {"type": ["string", "null"]}
+PAYMENT_METHOD_DOC = {
+    "type": ["object", "null"],
+    "required": ["type"],
+    "properties": {
+        "type": {"type": "string"},
+        "brand": {"type": "string"},
+        "last4": {"type": "string", "pattern": "^[0-9]{4}$"},
+        "exp_month": {"type": "integer", "minimum": 1, "maximum": 12},
+        "exp_year": {"type": "integer"},
+    },
+}
+FAILURE_DOC = {
+    "type": ["object", "null"],
+    "required": ["code", "message"],
+    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+    "additionalProperties": False,
+}
+CURRENCIES = sorted(CURRENCY_EXPONENTS)
+
+
+@answered()
 class PaymentSchema(Schema):
-    id = fields.String()
-    object = fields.Constant("payment")
+    id = id_of("pay")
+    object = constant("payment")
     livemode = fields.Boolean()
     agency = fields.String(attribute="agency_id")
-    status = fields.String()
+    status = one_of(s.value for s in PaymentStatus)
     amount = fields.Integer(attribute="amount_minor")
-    currency = fields.String()
+    currency = one_of(CURRENCIES)
     amount_captured = fields.Integer(attribute="amount_captured_minor")
     amount_refunded = fields.Integer(attribute="amount_refunded_minor")
     reference = fields.String()
     description = fields.String()
     service_code = fields.String(allow_none=True)
-    language = fields.String()
-    capture_method = fields.String()
+    language = one_of(["ar", "en"])
+    capture_method = one_of(["automatic", "manual"])
     return_url = fields.String()
-    next_url = fields.Method("_next_url", allow_none=True)
-    payment_method = fields.Dict(allow_none=True)
+    next_url = fields.Method("_next_url", metadata=NULLABLE_STRING)
+    payment_method = fields.Dict(metadata=PAYMENT_METHOD_DOC)
     provider = fields.String(allow_none=True)
     provider_reference = fields.String(allow_none=True)
-    failure = fields.Method("_failure", allow_none=True)
-    metadata = fields.Dict(attribute="extra")
+    failure = fields.Method("_failure", metadata=FAILURE_DOC)
+    metadata = fields.Dict(attribute="extra", keys=fields.String(), values=fields.String())
     payer = fields.Dict(allow_none=True)
     created_at = Timestamp()
     updated_at = Timestamp()
@@ -229,37 +304,41 @@ class PaymentSchema(Schema):
         return {"code": payment.failure_code, "message": payment.failure_message or ""}
 
 
+@answered()
 class RefundSchema(Schema):
-    id = fields.String()
-    object = fields.Constant("refund")
+    id = id_of("re")
+    object = constant("refund")
     livemode = fields.Boolean()
-    payment = fields.String(attribute="payment_id")
+    payment = id_of("pay", attribute="payment_id")
     amount = fields.Integer(attribute="amount_minor")
-    currency = fields.String()
-    status = fields.String()
+    currency = one_of(CURRENCIES)
+    status = one_of(s.value for s in RefundStatus)
     reason = fields.String(allow_none=True)
     failure_message = fields.String(allow_none=True)
     created_at = Timestamp()
     updated_at = Timestamp()
 
 
+@answered()
 class EventSchema(Schema):
-    id = fields.String()
-    object = fields.Constant("event")
-    type = fields.String()
-    timestamp = fields.String()
+    id = id_of("evt")
+    object = constant("event")
+    type = one_of(EVENT_TYPES)
+    timestamp = fields.String(metadata={"format": "date-time"})
     data = fields.Dict()
 
 
 def list_of(item: Schema, name: str) -> type[Schema]:
     """The schema of a list page of `item`s."""
-    return Schema.from_dict(
-        {
-            "object": fields.Constant("list"),
-            "data": fields.List(fields.Nested(item)),
-            "has_more": fields.Boolean(),
-        },
-        name=name,
+    return answered()(
+        Schema.from_dict(
+            {
+                "object": constant("list"),
+                "data": fields.List(fields.Nested(item)),
+                "has_more": fields.Boolean(),
+            },
+            name=name,
+        )
     )
 
 
@@ -275,25 +354,31 @@ RefundListSchema = list_of(RefundSchema(), "RefundList")
 EventListSchema = list_of(EventSchema(), "EventList")
 
 
+@answered()
 class BalanceItemSchema(Schema):
-    currency = fields.String()
+    currency = one_of(CURRENCIES)
     payable = fields.Integer()
 
 
+@answered()
 class BalanceSchema(Schema):
-    object = fields.Constant("balance")
+    object = constant("balance")
     livemode = fields.Boolean()
     balances = fields.List(fields.Nested(BalanceItemSchema))
 
 
+@answered("param", "details")
 class ErrorBodySchema(Schema):
     type = fields.String()
     code = fields.String()
     message = fields.String()
     param = fields.String(allow_none=True)
-    details = fields.Dict(allow_none=True)
+    details = fields.Dict(
+        keys=fields.String(), values=fields.List(fields.String()), allow_none=True
+    )
     request_id = fields.String()
 
 
+@answered()
 class ErrorSchema(Schema):
     error = fields.Nested(ErrorBodySchema)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import random
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -45,6 +47,31 @@ TEST_CARDS: dict[str, str] = {
 # A payer who neither completes nor fails the challenge within this time has failed it, as an
 # issuer's access control server times out a challenge.
 CHALLENGE_TIMEOUT_S = 15 * 60
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxFaults:
+    """Faults the sandbox injects at random into charges, whatever the card, for fault drills
+    (`GATEWAY_SANDBOX_FAULTS`; refused in production): each a probability per charge."""
+
+    error_before_charge: float = 0.0  # unavailable, nothing charged
+    timeout_after_charge: float = 0.0  # charged, but the answer is lost: unknown outcome
+    slow: float = 0.0  # answered after `slow_s`
+    slow_s: float = 2.0
+
+    def draw(self, rng: random.Random) -> str | None:
+        """The fault for one charge, if any."""
+        roll = rng.random()
+        for fault, chance in (
+            (ERROR_BEFORE_CHARGE, self.error_before_charge),
+            (TIMEOUT_AFTER_CHARGE, self.timeout_after_charge),
+            ("slow", self.slow),
+        ):
+            if roll < chance:
+                return fault
+            roll -= chance
+        return None
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS charges (
@@ -138,9 +165,12 @@ class SandboxProvider:
         errors_before_charge: bool = True,
         challenge_url: str = "http://127.0.0.1:8000/sandbox/3ds",
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        faults: SandboxFaults | None = None,
     ) -> None:
         self.name = name
         self.store = store
+        self.faults = faults
+        self._rng = random.Random()
         self.errors_before_charge = errors_before_charge
         self.challenge_url = challenge_url.rstrip("/")
         self.clock = clock
@@ -191,6 +221,12 @@ class SandboxProvider:
         if request.card is None:
             return ProviderResult(Outcome.DECLINED, decline_code="card_declined")
         behaviour = TEST_CARDS.get(digits_only(request.card.number), SUCCEED)
+        fault = self.faults.draw(self._rng) if self.faults is not None else None
+        if fault == "slow":
+            assert self.faults is not None
+            time.sleep(self.faults.slow_s)
+        elif fault is not None and behaviour == SUCCEED:
+            behaviour = fault
         if behaviour == ERROR_BEFORE_CHARGE and self.errors_before_charge:
             return ProviderResult(Outcome.UNAVAILABLE, message="sandbox acquirer error")
         challenge = behaviour == NEEDS_3DS and request.payer_present

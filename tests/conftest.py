@@ -106,6 +106,11 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
         "public_url": "http://gateway.test",
         "sandbox_database": tmp_path / "sandbox.db",
         "log_level": "WARNING",
+        # Tests call from one address far faster than a client would: the limits themselves
+        # are tested in test_rate_limits.py, with settings of their own.
+        "rate_limit_unauthenticated": "100000/second",
+        "rate_limit_checkout": "100000/second",
+        "rate_limit_checkout_post": "100000/second",
     }
     values.update(overrides)
     return Settings(**values)

@@ -4,27 +4,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from payments.api.context import gateway, principal
+from payments.api.openapi import ApiBlueprint
 from payments.money import CURRENCY_EXPONENTS
-from payments.schemas import ErrorSchema, FullMatch, ListQuerySchema, Timestamp
+from payments.schemas import (
+    ErrorSchema,
+    FullMatch,
+    ListQuerySchema,
+    Timestamp,
+    answered,
+    constant,
+)
 from payments.service import reads
 from payments.service.payments import Page
 
-blp = Blueprint("ledger", __name__, url_prefix="/v1/ledger", description="Ledger (finance)")
+blp = ApiBlueprint("ledger", __name__, url_prefix="/v1/ledger", description="Ledger (finance)")
 
 
 class TrialBalanceQuerySchema(Schema):
     as_of = Timestamp()
 
 
+@answered()
 class TotalsSchema(Schema):
     debits = fields.Integer()
     credits = fields.Integer()
 
 
+@answered()
 class AccountLineSchema(Schema):
     account = fields.String()
     currency = fields.String()
@@ -32,9 +41,15 @@ class AccountLineSchema(Schema):
     balance = fields.Integer()
 
 
+@answered()
 class TrialBalanceSchema(Schema):
     currencies = fields.Dict(keys=fields.String(), values=fields.Nested(TotalsSchema))
     accounts = fields.List(fields.Nested(AccountLineSchema))
+
+
+# Posting ids are PostgreSQL `integer`s: a larger `starting_after` is past them all (and
+# would otherwise reach the database as an out-of-range integer).
+MAX_POSTING_ID = 2**31 - 1
 
 
 class StatementQuerySchema(ListQuerySchema):
@@ -42,6 +57,7 @@ class StatementQuerySchema(ListQuerySchema):
     currency = fields.String(required=True, validate=validate.OneOf(sorted(CURRENCY_EXPONENTS)))
 
 
+@answered()
 class StatementLineSchema(Schema):
     id = fields.String()
     transaction = fields.String()
@@ -52,8 +68,9 @@ class StatementLineSchema(Schema):
     balance_after = fields.Integer()
 
 
+@answered()
 class StatementSchema(Schema):
-    object = fields.Constant("list")
+    object = constant("list")
     account = fields.String()
     currency = fields.String()
     kind = fields.String()
@@ -78,5 +95,8 @@ def trial_balance(args: dict[str, Any]) -> dict[str, Any]:
 @blp.alt_response(404, schema=ErrorSchema, description="No such account")
 def statement(args: dict[str, Any], code: str) -> dict[str, Any]:
     """An account's postings, newest first, each with the running balance after it."""
-    page = Page(limit=args["limit"], starting_after=args.get("starting_after"))
+    after = args.get("starting_after")
+    if after is not None and int(after.removeprefix("pst_")) > MAX_POSTING_ID:
+        after = f"pst_{MAX_POSTING_ID}"  # past every posting: the same page, from the newest
+    page = Page(limit=args["limit"], starting_after=after)
     return reads.account_statement(gateway(), principal(), code, args["currency"], page)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from payments.api.context import agency_principal, gateway, principal
+from payments.api.openapi import ApiBlueprint
 from payments.models import Payment
 from payments.schemas import (
     CancelSchema,
@@ -21,15 +20,25 @@ from payments.schemas import (
 from payments.service import payments as service
 from providers import Card
 
-blp = Blueprint("payments", __name__, url_prefix="/v1/payments", description="Payments")
+blp = ApiBlueprint("payments", __name__, url_prefix="/v1/payments", description="Payments")
 
 
 def listing(rows: list[Any], has_more: bool) -> dict[str, Any]:
     return {"object": "list", "data": rows, "has_more": has_more}
 
 
-@blp.route("", methods=["POST"])
-@blp.arguments(PaymentCreateSchema)
+@blp.route("", methods=["POST"], errors=(403,))
+@blp.arguments(
+    PaymentCreateSchema,
+    example={
+        "amount": 12500,
+        "currency": "OMR",
+        "reference": "MOH-2026-000123",
+        "description": "Medical certificate fee",
+        "return_url": "https://moh.example.om/done",
+        "service_code": "moh.certificate",
+    },
+)
 @blp.response(201, PaymentSchema)
 @blp.alt_response(422, schema=ErrorSchema, description="Invalid request")
 def create_payment(args: dict[str, Any]) -> Payment:
@@ -73,8 +82,16 @@ def get_payment(payment_id: str) -> Payment:
     return service.get_payment(gateway(), principal(), payment_id)
 
 
-@blp.route("/<string:payment_id>/confirm", methods=["POST"])
-@blp.arguments(ConfirmSchema)
+@blp.route("/<string:payment_id>/confirm", methods=["POST"], errors=(403,))
+@blp.arguments(
+    ConfirmSchema,
+    example={
+        "payment_method": {
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+        }
+    },
+)
 @blp.response(200, PaymentSchema)
 @blp.alt_response(409, schema=ErrorSchema, description="The payment's status forbids it")
 def confirm_payment(args: dict[str, Any], payment_id: str) -> Payment:
@@ -94,8 +111,8 @@ def confirm_payment(args: dict[str, Any], payment_id: str) -> Payment:
     )
 
 
-@blp.route("/<string:payment_id>/capture", methods=["POST"])
-@blp.arguments(CaptureSchema)
+@blp.route("/<string:payment_id>/capture", methods=["POST"], errors=(403, 502))
+@blp.arguments(CaptureSchema, example={"amount": 12500})
 @blp.response(200, PaymentSchema)
 @blp.alt_response(409, schema=ErrorSchema, description="Only from requires_capture")
 def capture_payment(args: dict[str, Any], payment_id: str) -> Payment:
@@ -103,7 +120,7 @@ def capture_payment(args: dict[str, Any], payment_id: str) -> Payment:
     return service.capture_payment(gateway(), agency_principal(), payment_id, args.get("amount"))
 
 
-@blp.route("/<string:payment_id>/cancel", methods=["POST"])
+@blp.route("/<string:payment_id>/cancel", methods=["POST"], errors=(403, 502))
 @blp.arguments(CancelSchema)
 @blp.response(200, PaymentSchema)
 @blp.alt_response(409, schema=ErrorSchema, description="Only from created or requires_capture")

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from payments.api.context import gateway, principal
+from payments.api.openapi import ApiBlueprint
 from payments.api.payments import listing
 from payments.schemas import BalanceSchema, ErrorSchema, EventListQuerySchema, EventListSchema
 from payments.schemas import EventSchema as EventOut
 from payments.service import reads
 from payments.service.payments import Page
 
-blp = Blueprint("reads", __name__, url_prefix="/v1", description="Events and balances")
+blp = ApiBlueprint("reads", __name__, url_prefix="/v1", description="Events and balances")
 
 
 @blp.route("/events", methods=["GET"])
@@ -34,7 +33,7 @@ def get_event(event_id: str) -> dict[str, Any]:
     return reads.event_json(reads.get_event(gateway(), principal(), event_id))
 
 
-@blp.route("/balance", methods=["GET"])
+@blp.route("/balance", methods=["GET"], errors=(403,))
 @blp.response(200, BalanceSchema)
 def balance() -> dict[str, Any]:
     """What the gateway owes the calling agency, per currency."""

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from payments.api.context import agency_principal, gateway, principal
+from payments.api.openapi import ApiBlueprint
 from payments.api.payments import listing
 from payments.models import Refund
 from payments.schemas import (
@@ -19,11 +18,11 @@ from payments.schemas import (
 from payments.service import refunds as service
 from payments.service.payments import Page
 
-blp = Blueprint("refunds", __name__, url_prefix="/v1", description="Refunds")
+blp = ApiBlueprint("refunds", __name__, url_prefix="/v1", description="Refunds")
 
 
-@blp.route("/payments/<string:payment_id>/refunds", methods=["POST"])
-@blp.arguments(RefundCreateSchema)
+@blp.route("/payments/<string:payment_id>/refunds", methods=["POST"], errors=(403,))
+@blp.arguments(RefundCreateSchema, example={"amount": 2500, "reason": "Duplicate payment"})
 @blp.response(201, RefundSchema)
 @blp.alt_response(409, schema=ErrorSchema, description="Only a succeeded payment")
 @blp.alt_response(422, schema=ErrorSchema, description="amount_exceeds_refundable")

@@ -8,16 +8,16 @@ import tempfile
 from typing import Any
 
 from flask import Response, send_file
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from payments.api.context import gateway, principal
-from payments.schemas import ErrorSchema, Timestamp
+from payments.api.openapi import ApiBlueprint
+from payments.schemas import ErrorSchema, Timestamp, answered, constant
 from payments.settlement import reports
 from payments.settlement.items import STATUSES, TOTAL_FIELDS
 from payments.settlement.reconcile import LEDGER_FIELDS
 
-blp = Blueprint(
+blp = ApiBlueprint(
     "reports", __name__, url_prefix="/v1/reports", description="Reconciliation (finance)"
 )
 
@@ -26,9 +26,11 @@ SPOOL_IN_MEMORY_BYTES = 4 * 1024 * 1024
 
 
 class ReportQuerySchema(Schema):
-    provider = fields.String(required=True, validate=validate.Length(min=1, max=40))
-    from_ = fields.Date(required=True, data_key="from")
-    to = fields.Date(required=True)
+    provider = fields.String(
+        required=True, validate=validate.Length(min=1, max=40), metadata={"example": "sandbox"}
+    )
+    from_ = fields.Date(required=True, data_key="from", metadata={"example": "2026-11-01"})
+    to = fields.Date(required=True, metadata={"example": "2026-11-30"})
     format = fields.String(load_default="json", validate=validate.OneOf(sorted(reports.FORMATS)))
 
 
@@ -41,6 +43,7 @@ CurrencyTotalsSchema = _counts(TOTAL_FIELDS, "ReconciliationTotals")
 LedgerSideSchema = _counts(LEDGER_FIELDS, "ReconciliationLedgerSide")
 
 
+@answered()
 class ResolutionOutSchema(Schema):
     note = fields.String()
     by = fields.String()
@@ -63,6 +66,7 @@ class ReportItemSchema(Schema):
     resolution = fields.Nested(ResolutionOutSchema, allow_none=True)
 
 
+@answered()
 class ReportPeriodSchema(Schema):
     provider = fields.String()
     from_ = fields.Date(data_key="from")
@@ -90,8 +94,9 @@ class ResolutionInSchema(Schema):
     note = fields.String(required=True, validate=validate.Length(min=1, max=reports.MAX_NOTE_CHARS))
 
 
+@answered()
 class ResolutionSchema(Schema):
-    object = fields.Constant("reconciliation_resolution")
+    object = constant("reconciliation_resolution")
     provider = fields.String()
     item = fields.String()
     status = fields.String()

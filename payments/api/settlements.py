@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Request
-from flask_smorest import Blueprint
 from flask_smorest.fields import Upload
 from marshmallow import Schema, fields, validate
 from webargs.flaskparser import FlaskParser
@@ -14,7 +13,16 @@ from webargs.multidictproxy import MultiDictProxy
 from werkzeug.datastructures import CombinedMultiDict, FileStorage
 
 from payments.api.context import gateway, principal
-from payments.schemas import ErrorSchema, FullMatch, ListQuerySchema, Timestamp
+from payments.api.openapi import ApiBlueprint
+from payments.schemas import (
+    ErrorSchema,
+    FullMatch,
+    ListQuerySchema,
+    Timestamp,
+    answered,
+    constant,
+    id_of,
+)
 from payments.service.payments import Page
 from payments.settlement import imports
 
@@ -29,12 +37,12 @@ class MultipartParser(FlaskParser):
         return MultiDictProxy(CombinedMultiDict([req.form, req.files]), schema)
 
 
-class UploadBlueprint(Blueprint):  # type: ignore[misc]
+class UploadBlueprint(ApiBlueprint):
     """A blueprint whose `multipart` arguments are documented as a multipart request body."""
 
     ARGUMENTS_PARSER = MultipartParser()
     DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
-        **Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
+        **ApiBlueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
         "multipart": "multipart/form-data",
     }
 
@@ -49,9 +57,10 @@ class SettlementUploadSchema(Schema):
     file = Upload(required=True)
 
 
+@answered()
 class SettlementSchema(Schema):
-    id = fields.String()
-    object = fields.Constant("settlement")
+    id = id_of("stl")
+    object = constant("settlement")
     provider = fields.String()
     filename = fields.String()
     lines = fields.Integer()
@@ -63,8 +72,9 @@ class SettlementListQuerySchema(ListQuerySchema):
     starting_after = fields.String(validate=FullMatch(r"^stl_[0-9a-z]{26}$"))
 
 
+@answered()
 class SettlementListSchema(Schema):
-    object = fields.Constant("list")
+    object = constant("list")
     data = fields.List(fields.Nested(SettlementSchema))
     has_more = fields.Boolean()
 

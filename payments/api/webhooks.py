@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from payments.api.context import gateway, principal
+from payments.api.openapi import ApiBlueprint
 from payments.api.payments import listing
 from payments.schemas import ErrorSchema, ListQuerySchema
 from payments.service import webhooks as service
@@ -28,12 +27,15 @@ from payments.webhooks.schemas import (
     WebhookEndpointWithSecretSchema,
 )
 
-blp = Blueprint("webhooks", __name__, url_prefix="/v1", description="Webhooks")
+blp = ApiBlueprint("webhooks", __name__, url_prefix="/v1", description="Webhooks")
 ENDPOINT = "/webhook-endpoints/<string:endpoint_id>"
 
 
 @blp.route("/webhook-endpoints", methods=["POST"])
-@blp.arguments(EndpointCreateSchema)
+@blp.arguments(
+    EndpointCreateSchema,
+    example={"url": "https://moh.example.om/gateway-events", "events": ["*"]},
+)
 @blp.response(201, WebhookEndpointWithSecretSchema)
 @blp.alt_response(422, schema=ErrorSchema, description="Invalid, insecure or private URL")
 def create_endpoint(args: dict[str, Any]) -> service.IssuedSecret:

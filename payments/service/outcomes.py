@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import ledger
-from payments import clock, postings
+from payments import clock, metrics, postings
 from payments.ids import new_id
 from payments.models import Attempt, Payment, Refund
 from payments.outbox import payment_event, refund_event
@@ -52,6 +52,7 @@ def move(session: Session, payment: Payment, target: PaymentStatus) -> None:
     check_transition(PaymentStatus(payment.status), target)
     payment.status = target.value
     payment.updated_at = clock.now()
+    metrics.payment_moved(session, target.value, payment.provider)
     event_type = PAYMENT_EVENTS.get(target)
     if event_type is not None:
         session.flush()
@@ -165,6 +166,7 @@ def _decline(
             check_transition(PaymentStatus(payment.status), PaymentStatus.CREATED)
             payment.status = PaymentStatus.CREATED.value
             payment.updated_at = clock.now()
+            metrics.payment_moved(session, payment.status, payment.provider)
             return
     fail(session, payment, failure_code(code))
 
@@ -224,6 +226,7 @@ def apply_result(
         check_transition(PaymentStatus(payment.status), PaymentStatus.REQUIRES_CAPTURE)
         payment.status = PaymentStatus.REQUIRES_CAPTURE.value
         payment.updated_at = now
+        metrics.payment_moved(session, payment.status, payment.provider)
     return False
 
 

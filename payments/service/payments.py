@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import time
 from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from payments import clock, idempotency
+from payments import clock, idempotency, metrics
 from payments.checkout.tokens import page_url
 from payments.errors import Conflict, NotFound, ProviderFailed, ValidationFailed
 from payments.gateway import Gateway
@@ -185,11 +186,17 @@ def _check_card(card: Card) -> str:
 
 def _call(what: str, provider: str, call: Any, *args: Any) -> Any:
     """Call an acquirer; an exception after the request may have left means `unknown`."""
+    started = time.perf_counter()
     try:
-        return call(*args)
+        result = call(*args)
     except Exception:
         log.exception("acquirer call failed", extra={"provider": provider, "call": what})
+        metrics.acquirer_call(provider, what, time.perf_counter() - started, "exception")
         return ProviderResult(Outcome.UNKNOWN, message="the acquirer did not answer")
+    failed = result.outcome in (Outcome.UNAVAILABLE, Outcome.UNKNOWN)
+    error = result.outcome.value if failed else None
+    metrics.acquirer_call(provider, what, time.perf_counter() - started, error)
+    return result
 
 
 def _load_for_update(session: Session, principal: Principal | None, payment_id: str) -> Payment:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from sqlalchemy import func, select
 
-from payments import clock, idempotency
+from payments import clock, idempotency, metrics
 from payments.errors import Conflict, NotFound, ValidationFailed
 from payments.gateway import Gateway
 from payments.ids import is_id, new_id
@@ -76,10 +77,16 @@ def create_refund(
             currency=payment.currency,
         )
     provider = gw.providers.get(refund.provider)
+    started = time.perf_counter()
+    error: str | None = None
     try:
         result = provider.refund(request)
     except Exception:
         result = RefundResult(RefundOutcome.UNKNOWN, message="the acquirer did not answer")
+        error = "exception"
+    if error is None and result.outcome in (RefundOutcome.UNAVAILABLE, RefundOutcome.UNKNOWN):
+        error = result.outcome.value
+    metrics.acquirer_call(provider.name, "refund", time.perf_counter() - started, error)
     with gw.db.transaction() as session:
         payment = load_payment(session, principal, payment_id, lock=True)
         locked = session.get(Refund, refund.id, with_for_update=True)

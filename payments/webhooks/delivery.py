@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from config import Settings
-from payments import clock
+from payments import clock, metrics
 from payments.gateway import Gateway
 from payments.ids import new_id
 from payments.models import Event
@@ -256,6 +256,16 @@ def claim(gw: Gateway, limit: int) -> tuple[list[Outgoing], int]:
 
 def send(outgoing: Outgoing, settings: Settings) -> Result:
     """One signed POST; never raises: whatever goes wrong becomes the attempt's error class."""
+    began = time.perf_counter()
+    result = _post(outgoing, settings)
+    failure = None
+    if not result.succeeded:
+        failure = result.error_code or f"http_{(result.status or 0) // 100}xx"
+    metrics.webhook_attempt(time.perf_counter() - began, failure)
+    return result
+
+
+def _post(outgoing: Outgoing, settings: Settings) -> Result:
     started_at = clock.now()
     began = time.monotonic()
 

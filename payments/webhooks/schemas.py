@@ -6,7 +6,18 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from payments.schemas import EVENT_TYPES, ListQuerySchema, Timestamp, list_of
+from payments.schemas import (
+    EVENT_TYPES,
+    FAILURE_DOC,
+    HTTP_URL_PATTERN,
+    ListQuerySchema,
+    Timestamp,
+    answered,
+    constant,
+    id_of,
+    list_of,
+    one_of,
+)
 from payments.webhooks.fanout import ALL_EVENTS
 
 
@@ -14,11 +25,30 @@ def _strict_bool(**kwargs: Any) -> fields.Boolean:
     return fields.Boolean(truthy={True}, falsy={False}, **kwargs)
 
 
+# The document's word for what `_check_events` enforces: each type once, or "*" alone.
+EVENTS_DOC = {
+    "uniqueItems": True,
+    "anyOf": [
+        {"items": {"type": "string", "enum": list(EVENT_TYPES)}},
+        {"maxItems": 1, "items": {"type": "string", "enum": [ALL_EVENTS]}},
+    ],
+}
+
+
 def _events_field(*, required: bool) -> fields.List[str]:
     return fields.List(
         fields.String(validate=validate.OneOf([*EVENT_TYPES, ALL_EVENTS])),
         required=required,
         validate=validate.Length(min=1, max=len(EVENT_TYPES)),
+        metadata=EVENTS_DOC,
+    )
+
+
+def _url(*, required: bool) -> fields.String:
+    return fields.String(
+        required=required,
+        validate=validate.Length(min=1, max=2048),
+        metadata={"format": "uri", "pattern": HTTP_URL_PATTERN},
     )
 
 
@@ -42,7 +72,7 @@ def _check_events(value: list[str]) -> None:
 
 
 class EndpointCreateSchema(Schema):
-    url = fields.String(required=True, validate=validate.Length(min=1, max=2048))
+    url = _url(required=True)
     events = _events_field(required=True)
     description = _text(255)
     ed25519_signing = _strict_bool(load_default=False)
@@ -53,7 +83,7 @@ class EndpointCreateSchema(Schema):
 
 
 class EndpointUpdateSchema(Schema):
-    url = fields.String(validate=validate.Length(min=1, max=2048))
+    url = _url(required=False)
     events = _events_field(required=False)
     description = _text(255)
     disabled = _strict_bool()
@@ -79,14 +109,15 @@ class DeliveryListQuerySchema(ListQuerySchema):
     event = fields.String(validate=validate.Length(min=1, max=40))
 
 
+@answered()
 class WebhookEndpointSchema(Schema):
-    id = fields.String()
-    object = fields.Constant("webhook_endpoint")
+    id = id_of("we")
+    object = constant("webhook_endpoint")
     livemode = fields.Boolean()
     url = fields.String()
-    events = fields.List(fields.String())
+    events = fields.List(one_of([*EVENT_TYPES, ALL_EVENTS]))
     description = fields.String(allow_none=True)
-    status = fields.String()
+    status = one_of(["enabled", "disabled"])
     disabled_reason = fields.String(allow_none=True)
     ed25519_public_key = fields.String(attribute="public_key", allow_none=True)
     previous_secret_expires_at = Timestamp(allow_none=True)
@@ -94,26 +125,29 @@ class WebhookEndpointSchema(Schema):
     updated_at = Timestamp()
 
 
+@answered()
 class WebhookEndpointWithSecretSchema(WebhookEndpointSchema):
     """An endpoint as answered on create and rotation: the only time its secret is shown."""
 
-    secret = fields.String()
+    secret = fields.String(metadata={"pattern": "^whsec_"})
 
 
+@answered()
 class DeletedEndpointSchema(Schema):
-    id = fields.String()
-    object = fields.Constant("webhook_endpoint")
-    deleted = fields.Constant(True)
+    id = id_of("we")
+    object = constant("webhook_endpoint")
+    deleted = constant(True)
 
 
+@answered()
 class DeliverySchema(Schema):
     """One attempt to deliver one event to one endpoint."""
 
     id = fields.String()
-    object = fields.Constant("webhook_delivery")
-    endpoint = fields.String(attribute="endpoint_id")
-    event = fields.String(attribute="event_id")
-    event_type = fields.String()
+    object = constant("webhook_delivery")
+    endpoint = id_of("we", attribute="endpoint_id")
+    event = id_of("evt", attribute="event_id")
+    event_type = one_of(EVENT_TYPES)
     attempt = fields.Integer()
     redelivery = fields.Boolean()
     created_at = Timestamp(attribute="started_at")
@@ -121,7 +155,7 @@ class DeliverySchema(Schema):
     succeeded = fields.Boolean()
     response_status = fields.Integer(allow_none=True)
     response_body = fields.String(allow_none=True)
-    error = fields.Method("_error", allow_none=True)
+    error = fields.Method("_error", metadata=FAILURE_DOC)
     next_attempt_at = Timestamp(allow_none=True)
 
     def _error(self, delivery: Any) -> dict[str, str] | None:
@@ -130,15 +164,17 @@ class DeliverySchema(Schema):
         return {"code": delivery.error_code, "message": delivery.error_message or ""}
 
 
+@answered()
 class RedeliverySchema(Schema):
-    object = fields.Constant("webhook_redelivery")
-    event = fields.String()
-    endpoints = fields.List(fields.String())
+    object = constant("webhook_redelivery")
+    event = id_of("evt")
+    endpoints = fields.List(id_of("we"))
 
 
+@answered()
 class RecoverySchema(Schema):
-    object = fields.Constant("webhook_recovery")
-    endpoint = fields.String()
+    object = constant("webhook_recovery")
+    endpoint = id_of("we")
     since = Timestamp()
     requeued = fields.Integer()
     has_more = fields.Boolean()

@@ -24,6 +24,7 @@ def test_production_refuses_development_secrets(tmp_path: Path) -> None:
         "GATEWAY_ENV": "production",
         "GATEWAY_VAR_DIR": str(tmp_path),
         "GATEWAY_DATABASE_URL": "postgresql+psycopg://db/gateway",
+        "GATEWAY_PUBLIC_URL": "https://pay.example.gov.om",
         "GATEWAY_SECRET_KEY": "dev-" + "x" * 40,
         "GATEWAY_ENCRYPTION_KEY": "y" * 40,
     }

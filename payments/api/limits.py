@@ -1,0 +1,166 @@
+"""Rate limits: per API key (or its agency's own), per address without a valid key and on /pay."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, g, request
+from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
+
+from config.settings import Settings, check_rate_limit
+from payments.api.context import gateway
+from payments.api.http import REQUEST_ID_RE, error_response
+from payments.checkout.pages import error_page
+from payments.errors import GatewayError, RateLimited
+from payments.service.access import Principal, authenticate
+
+# Pages limited per client address, GETs and POSTs apart; the finance console's sign-in page
+# joins them by its path when it exists.
+PAGE_PREFIXES = ("/pay/",)
+# A Redis that does not answer within this is taken as down: the limits then count in this
+# process until it answers again (flask-limiter's in-memory fallback, with a logged warning).
+REDIS_TIMEOUT_S = 0.5
+KEY_PREFIX = "gateway"
+
+
+def _is_api() -> bool:
+    return request.path == "/v1" or request.path.startswith("/v1/")
+
+
+def _is_page() -> bool:
+    return request.path.startswith(PAGE_PREFIXES)
+
+
+def _address() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _caller() -> Principal | None:
+    """The API key the request authenticates with, looked up once; None without a valid one.
+
+    The limits run before `payments.api.http` authenticates (and so before any idempotency
+    key is claimed), so they look the key up themselves."""
+    if "rate_limit_caller" not in g:
+        g.rate_limit_caller = _authenticate()
+    caller: Principal | None = g.rate_limit_caller
+    return caller
+
+
+def _authenticate() -> Principal | None:
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        return None
+    try:
+        with gateway().db.read() as session:
+            return authenticate(session, secret.strip())
+    except GatewayError:  # a malformed, unknown or revoked key, or the database is away
+        return None
+
+
+def _key_id() -> str:
+    caller = _caller()
+    return f"key:{caller.key_id}" if caller else "key:none"
+
+
+def _retry_after_s(breached: RequestLimit) -> int:
+    """Whole seconds until the breached window lets a request through again (at least 1)."""
+    try:
+        reset_at = breached.window[0]
+    except Exception:  # the store went away between the hit and this read
+        return max(1, breached.limit.get_expiry())
+    return max(1, math.ceil(reset_at - time.time()))
+
+
+def _on_breach(breached: RequestLimit) -> None:
+    g.rate_limit_retry_after_s = _retry_after_s(breached)
+    g.rate_limit_per_key = "api-key" in breached.request_args
+
+
+def _limits(settings: Settings) -> list[str | Callable[[], str] | ApplicationLimit]:
+    """The four limits; each applies to some requests only (an empty string is no limit)."""
+    for name, value in (
+        ("rate_limit", settings.rate_limit),
+        ("rate_limit_unauthenticated", settings.rate_limit_unauthenticated),
+        ("rate_limit_checkout", settings.rate_limit_checkout),
+        ("rate_limit_checkout_post", settings.rate_limit_checkout_post),
+        *((f"rate_limits_by_agency[{a}]", v) for a, v in settings.rate_limits_by_agency),
+    ):
+        check_rate_limit(value, name)
+    by_agency = dict(settings.rate_limits_by_agency)
+
+    def per_key() -> str:
+        caller = _caller() if _is_api() else None
+        if caller is None:
+            return ""
+        return by_agency.get(caller.agency_id or "", settings.rate_limit)
+
+    def per_address_without_key() -> str:
+        return settings.rate_limit_unauthenticated if _is_api() and _caller() is None else ""
+
+    def page_reads() -> str:
+        return settings.rate_limit_checkout if _is_page() and request.method != "POST" else ""
+
+    def page_posts() -> str:
+        return settings.rate_limit_checkout_post if _is_page() and request.method == "POST" else ""
+
+    return [
+        ApplicationLimit(per_key, key_function=_key_id, scope="api-key"),
+        ApplicationLimit(per_address_without_key, key_function=_address, scope="api-address"),
+        ApplicationLimit(page_reads, key_function=_address, scope="page-get"),
+        ApplicationLimit(page_posts, key_function=_address, scope="page-post"),
+    ]
+
+
+def _refused(exc: RateLimitExceeded) -> Response:
+    """The answer to a breached limit: the API's error shape, or the hosted page's error page
+    (asking the payer to try again in a few minutes)."""
+    if "request_id" not in g:  # refused before payments.api.http assigns one
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if REQUEST_ID_RE.match(incoming) else f"req_{uuid.uuid4().hex}"
+    retry_after_s = g.setdefault("rate_limit_retry_after_s", max(1, exc.limit.limit.get_expiry()))
+    if _is_page():
+        return error_page(429, "server_error")
+    who = "this API key" if g.get("rate_limit_per_key") else "this address"
+    return error_response(
+        RateLimited(f"too many requests from {who}; retry after {retry_after_s} seconds")
+    )
+
+
+def _retry_after(response: Response) -> Response:
+    if response.status_code == 429 and "rate_limit_retry_after_s" in g:
+        response.headers["Retry-After"] = str(g.rate_limit_retry_after_s)
+    return response
+
+
+def install(app: Flask, settings: Settings) -> Limiter:
+    """Limit `app`'s /v1 calls and hosted pages. Call before `http.install`: Flask runs
+    before-request hooks in order, so a limited request is refused before `http` parses it or
+    claims its idempotency key."""
+    shared = settings.redis_url is not None
+    # redis.Redis takes its timeouts in (fractional) seconds.
+    redis_options: dict[str, Any] = {
+        "socket_connect_timeout": REDIS_TIMEOUT_S,
+        "socket_timeout": REDIS_TIMEOUT_S,
+    }
+    limiter = Limiter(
+        key_func=_address,
+        application_limits=_limits(settings),
+        storage_uri=settings.redis_url or "memory://",
+        storage_options=redis_options if shared else {},
+        strategy="fixed-window",
+        key_prefix=KEY_PREFIX,
+        in_memory_fallback_enabled=shared,
+        swallow_errors=True,
+        on_breach=_on_breach,
+        headers_enabled=False,
+        # Unrouted paths count too (flask-limiter skips requests without an endpoint).
+        request_identifier=lambda: request.endpoint or "unrouted",
+    )
+    limiter.init_app(app)
+    app.register_error_handler(RateLimitExceeded, _refused)
+    app.after_request(_retry_after)
+    return limiter

@@ -1,0 +1,291 @@
+"""Prometheus metrics of the gateway, summed over every gunicorn worker and the worker process.
+
+Counters and histograms are written to files under `PROMETHEUS_MULTIPROC_DIR` when it is set
+(`gateway serve` and `gunicorn.conf.py` set it), so that `/metrics`, answered by any one
+gunicorn worker, adds up every process of the node; without it they live in this process.
+The metrics are built on first use, never at import: multiprocess mode must be chosen after
+the directory is known. Backlogs (webhook jobs pending, ledger transactions unsealed) are read
+from the database when scraped, in one query, and cost nothing per request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
+
+import ledger
+from payments.webhooks.models import DeliveryJob
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+BREAKER_STATES = ("closed", "open", "half_open")
+# Seconds: HTTP answers and acquirer calls run from milliseconds to the 60 s worker timeout.
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_PENDING_KEY = "metrics.payments"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Metrics:
+    registry: CollectorRegistry
+    http_requests: Counter
+    http_seconds: Histogram
+    payments: Counter
+    acquirer_seconds: Histogram
+    acquirer_errors: Counter
+    breaker_state: Gauge
+    breaker_transitions: Counter
+    webhook_seconds: Histogram
+    webhook_failures: Counter
+
+
+_built: _Metrics | None = None
+_lock = threading.Lock()
+
+
+def _build() -> _Metrics:
+    if os.environ.get(MULTIPROC_ENV) and not getattr(values.ValueClass, "_multiprocess", False):
+        # prometheus_client picks its value class when first imported, which may have been
+        # before `gateway serve` named the directory: pick again now that it is known.
+        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    registry = CollectorRegistry(auto_describe=True)
+    return _Metrics(
+        registry=registry,
+        http_requests=Counter(
+            "gateway_http_requests",
+            "HTTP requests answered, by route (the URL rule, not the path) and status.",
+            ("endpoint", "method", "status"),
+            registry=registry,
+        ),
+        http_seconds=Histogram(
+            "gateway_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route.",
+            ("endpoint", "method"),
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        ),
+        payments=Counter(
+            "gateway_payments",
+            "Payments that entered each status, by acquirer (none before routing).",
+            ("status", "acquirer"),
+            registry=registry,
+        ),
+        acquirer_seconds=Histogram(
+            "gateway_acquirer_call_duration_seconds",
+            "Time an acquirer took to answer a call (authorize, capture, cancel, refund).",
+            ("acquirer", "call"),
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        ),
+        acquirer_errors=Counter(
+            "gateway_acquirer_call_errors",
+            "Acquirer calls that did not answer: unavailable (nothing charged), unknown "
+            "(no answer came back) or exception (the adapter raised).",
+            ("acquirer", "call", "error"),
+            registry=registry,
+        ),
+        breaker_state=Gauge(
+            "gateway_circuit_breaker_state",
+            "Processes whose circuit breaker for the acquirer is in this state (each gunicorn "
+            "worker and the worker process keep their own).",
+            ("acquirer", "state"),
+            multiprocess_mode="livesum",
+            registry=registry,
+        ),
+        breaker_transitions=Counter(
+            "gateway_circuit_breaker_transitions",
+            "Circuit breaker state changes, by acquirer.",
+            ("acquirer", "from_state", "to_state"),
+            registry=registry,
+        ),
+        webhook_seconds=Histogram(
+            "gateway_webhook_delivery_duration_seconds",
+            "Time of one webhook POST, DNS to response, whatever its outcome.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0),
+            registry=registry,
+        ),
+        webhook_failures=Counter(
+            "gateway_webhook_delivery_failures",
+            "Webhook attempts that failed, by reason (an error class, or the HTTP status class).",
+            ("reason",),
+            registry=registry,
+        ),
+    )
+
+
+def _metrics() -> _Metrics:
+    global _built
+    built = _built
+    if built is None:
+        with _lock:
+            if _built is None:
+                _built = _build()
+            built = _built
+    return built
+
+
+def use_directory(path: Path) -> None:
+    """Make `path` this node's fresh multiprocess directory, for this process and every
+    process it starts: emptied, and named in `PROMETHEUS_MULTIPROC_DIR`."""
+    global _built
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(path)
+    with _lock:
+        _built = None
+
+
+def process_exited(pid: int) -> None:
+    """Forget a dead process's live gauges (gunicorn's `child_exit`)."""
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+# --------------------------------------------------------------------------- recording
+
+
+def http_request(endpoint: str, method: str, status: int, seconds: float) -> None:
+    m = _metrics()
+    m.http_requests.labels(endpoint, method, str(status)).inc()
+    m.http_seconds.labels(endpoint, method).observe(seconds)
+
+
+def payment_moved(session: Session, status: str, acquirer: str | None) -> None:
+    """Count a payment entering `status` once `session` commits; a rollback counts nothing."""
+    _listen_to_sessions()
+    session.info.setdefault(_PENDING_KEY, []).append((status, acquirer or "none"))
+
+
+_listening = False
+
+
+def _listen_to_sessions() -> None:
+    global _listening
+    if _listening:
+        return
+    with _lock:
+        if not _listening:
+            event.listen(Session, "after_commit", _committed)
+            event.listen(Session, "after_rollback", _rolled_back)
+            _listening = True
+
+
+def _committed(session: Session) -> None:
+    moved = session.info.pop(_PENDING_KEY, None)
+    if moved:
+        counter = _metrics().payments
+        for status, acquirer in moved:
+            counter.labels(status, acquirer).inc()
+
+
+def _rolled_back(session: Session) -> None:
+    session.info.pop(_PENDING_KEY, None)
+
+
+def acquirer_call(acquirer: str, call: str, seconds: float, error: str | None) -> None:
+    """One call to an acquirer and how long it took; `error` when it did not answer."""
+    m = _metrics()
+    m.acquirer_seconds.labels(acquirer, call).observe(seconds)
+    if error is not None:
+        m.acquirer_errors.labels(acquirer, call, error).inc()
+
+
+def breaker_moved(acquirer: str, before: str | None, after: str) -> None:
+    """A breaker of this process is now `after` (`before` None: it was just made)."""
+    m = _metrics()
+    if before is not None:
+        m.breaker_state.labels(acquirer, before).set(0)
+        m.breaker_transitions.labels(acquirer, before, after).inc()
+    m.breaker_state.labels(acquirer, after).set(1)
+
+
+def webhook_attempt(seconds: float, failure: str | None) -> None:
+    """One webhook POST; `failure` names why it failed, None when it was answered 2xx."""
+    m = _metrics()
+    m.webhook_seconds.observe(seconds)
+    if failure is not None:
+        m.webhook_failures.labels(failure).inc()
+
+
+# --------------------------------------------------------------------------- scraping
+
+
+@dataclasses.dataclass(frozen=True)
+class Backlog:
+    webhook_jobs_pending: int
+    ledger_unsealed: int
+
+
+def read_backlog(session: Session) -> Backlog:
+    """Pending webhook jobs and unsealed ledger transactions, in one query."""
+    pending = (
+        select(func.count())
+        .select_from(DeliveryJob)
+        .where(DeliveryJob.status == "pending")
+        .scalar_subquery()
+    )
+    unsealed = select(func.count()).select_from(ledger.Unsealed).scalar_subquery()
+    row = session.execute(select(pending, unsealed)).one()
+    return Backlog(webhook_jobs_pending=int(row[0] or 0), ledger_unsealed=int(row[1] or 0))
+
+
+class _BacklogCollector(Collector):
+    """Gauges read when scraped; none when the database does not answer."""
+
+    def __init__(self, read: Callable[[], Backlog | None]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        backlog = self._read()
+        if backlog is None:
+            return
+        yield GaugeMetricFamily(
+            "gateway_webhook_backlog",
+            "Webhook delivery jobs pending (due now or waiting for a retry).",
+            value=backlog.webhook_jobs_pending,
+        )
+        yield GaugeMetricFamily(
+            "gateway_ledger_seal_backlog",
+            "Ledger transactions posted but not yet sealed into the hash chain.",
+            value=backlog.ledger_unsealed,
+        )
+
+
+def exposition(read_backlog: Callable[[], Backlog | None]) -> bytes:
+    """The text format of every metric: every process's when multiprocess, else this one's."""
+    registry = CollectorRegistry(auto_describe=False)
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry.register(_Registered(_metrics().registry))
+    registry.register(_BacklogCollector(read_backlog))
+    return generate_latest(registry)
+
+
+class _Registered(Collector):
+    """This process's own metrics, added to a registry made for one scrape."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._source.collect()
