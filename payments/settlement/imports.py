@@ -4,8 +4,9 @@ An import is idempotent twice over: a file already imported for the acquirer (th
 digest) answers the first import and writes nothing, and a line already imported from another
 file (the same line key) is not stored or posted again. A file is read once into a spool while
 its digest is computed, and parsed through once to validate it before anything is written
-(a malformed file never takes the write lock); then parsed again, streaming, inside the one
-write transaction that stores the settlement, its lines and their ledger postings, in chunks.
+(a malformed file never takes the write lock), its lines kept aside on disk a chunk at a time;
+then read back, chunk by chunk, inside the one write transaction that stores the settlement,
+its lines and their ledger postings.
 
 Imports of one acquirer's files run one at a time: on PostgreSQL an advisory lock per
 acquirer, taken first in the transaction, makes a second import wait until the first has
@@ -26,6 +27,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
+import pickle
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
@@ -84,7 +86,13 @@ def import_file(
     `progress(done, total, summary)` hears how far the write pass is after each chunk."""
     parser = _parser(gw, provider)
     limit = gw.settings.max_settlement_file_bytes
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
+    # `parsed` holds the validated lines, a pickled list per chunk, for the write pass: parsing
+    # the file again there would grow the parser's per-file state (the sandbox parser's line
+    # keys, about 190 bytes a line) a second time, beside the chunks and the database work.
+    with (
+        tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool,
+        tempfile.TemporaryFile() as parsed,
+    ):
         digest = _spool(stream, spool, limit)
         with gw.db.read() as session:
             first = _imported(session, provider, digest)
@@ -92,10 +100,11 @@ def import_file(
             return ImportResult(first, created=False)
         spool.seek(0)
         total = 0
-        with _refused_as_invalid():
-            for _line in parser.parse(spool):  # type: ignore[arg-type]
-                total += 1  # validation only: the whole file, before a row is written
-        spool.seek(0)
+        with _refused_as_invalid():  # the whole file, before a row is written
+            for chunk in _chunks(parser.parse(spool), CHUNK_LINES):  # type: ignore[arg-type]
+                total += len(chunk)
+                pickle.dump(chunk, parsed, pickle.HIGHEST_PROTOCOL)
+        parsed.seek(0)
         with gw.db.transaction() as session:
             _lock_provider(session, provider)
             first = _imported(session, provider, digest)  # a racing import of the same file
@@ -117,15 +126,14 @@ def import_file(
             summary: collections.Counter[str] = collections.Counter()
             done = 0
             analyzed_at = CHUNK_LINES
-            with _refused_as_invalid():  # the same bytes again: refused above if ever
-                for chunk in _chunks(parser.parse(spool), CHUNK_LINES):  # type: ignore[arg-type]
-                    _import_chunk(session, settlement, chunk, summary=summary, now=now)
-                    done += len(chunk)
-                    if done >= 2 * analyzed_at:  # the lines table may have doubled
-                        db.analyze(session, "settlement_lines")
-                        analyzed_at = done
-                    if progress is not None:
-                        progress(done, total, summary)
+            for chunk in _parsed_chunks(parsed):
+                _import_chunk(session, settlement, chunk, summary=summary, now=now)
+                done += len(chunk)
+                if done >= 2 * analyzed_at:  # the lines table may have doubled
+                    db.analyze(session, "settlement_lines")
+                    analyzed_at = done
+                if progress is not None:
+                    progress(done, total, summary)
             settlement.line_count = sum(summary.values())
             settlement.summary = {status: summary[status] for status in STATUSES}
             livemode = gw.providers.get(provider).capabilities.livemode
@@ -224,6 +232,16 @@ def _chunks(lines: Iterable[ParsedLine], size: int) -> Iterator[list[ParsedLine]
             yield chunk
             chunk = []
     if chunk:
+        yield chunk
+
+
+def _parsed_chunks(parsed: IO[bytes]) -> Iterator[list[ParsedLine]]:
+    """The chunks the validation pass pickled into `parsed` (this process's own file)."""
+    while True:  # bounded by the file, which the validation pass bounded
+        try:
+            chunk: list[ParsedLine] = pickle.load(parsed)  # noqa: S301
+        except EOFError:
+            return
         yield chunk
 
 
