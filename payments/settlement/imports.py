@@ -27,7 +27,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
-import pickle
+import pickle  # nosec B403: see _parsed_chunks
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
@@ -239,7 +239,7 @@ def _parsed_chunks(parsed: IO[bytes]) -> Iterator[list[ParsedLine]]:
     """The chunks the validation pass pickled into `parsed` (this process's own file)."""
     while True:  # bounded by the file, which the validation pass bounded
         try:
-            chunk: list[ParsedLine] = pickle.load(parsed)  # noqa: S301
+            chunk: list[ParsedLine] = pickle.load(parsed)  # noqa: S301  # nosec B301
         except EOFError:
             return
         yield chunk
