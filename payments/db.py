@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from payments.errors import Unavailable
@@ -103,25 +103,30 @@ def analyze(session: Session, *tables: str) -> None:
         session.execute(text("PRAGMA optimize"))
 
 
+# PostgreSQL's SQLSTATEs for a server that is away: connection exceptions (class 08), an
+# administrator's or a crash's shutdown, a server starting up or recovering, no free slot.
+OUTAGE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+# SQLite's: another process holds the write lock past the busy timeout.
+SQLITE_OUTAGES = ("database is locked", "unable to open database file", "disk i/o error")
+
+
 @contextlib.contextmanager
 def _unavailable_on_outage() -> Iterator[None]:
     try:
         yield
-    except OperationalError as exc:
-        if exc.connection_invalidated or _is_outage(exc):
+    except DBAPIError as exc:
+        if exc.connection_invalidated or is_outage(exc):
             raise Unavailable("the database is unavailable; retry with the same key") from exc
         raise
 
 
-def _is_outage(exc: DBAPIError) -> bool:
-    text = str(exc.orig).lower()
-    return any(
-        marker in text
-        for marker in (
-            "database is locked",
-            "connection refused",
-            "could not connect",
-            "server closed the connection",
-            "terminating connection",
-        )
+def is_outage(exc: DBAPIError) -> bool:
+    """Whether the database failed for being away rather than for what was asked of it."""
+    if hasattr(exc.orig, "sqlstate"):  # psycopg: the server's SQLSTATE, or None from libpq
+        sqlstate: str | None = getattr(exc.orig, "sqlstate")  # noqa: B009
+        if sqlstate is None:  # the connection failed or was lost before the server answered
+            return isinstance(exc, OperationalError | InterfaceError)
+        return sqlstate.startswith(OUTAGE_SQLSTATES)
+    return isinstance(exc, OperationalError) and any(
+        marker in str(exc.orig).lower() for marker in SQLITE_OUTAGES
     )

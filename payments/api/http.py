@@ -21,6 +21,7 @@ from payments.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    Unavailable,
     ValidationFailed,
 )
 from payments.schemas import unstorable
@@ -216,6 +217,21 @@ def _claim_idempotency_key() -> Response | None:
     return None
 
 
+def _settle_key(claim: idempotency.Claim, response: Response) -> None:
+    """Keep the answer under its Idempotency-Key, or give the key up. If the database went
+    away after the work was done, the answer still goes out: the key stays `started`, its
+    lease runs out, and a retry answers from what the work committed (API.md §2)."""
+    try:
+        if response.status_code in KEPT_STATUSES and not _is_key_conflict(response):
+            idempotency.finish(
+                gateway(), claim, response.status_code, response.get_data(as_text=True)
+            )
+        else:
+            idempotency.release(gateway(), claim)
+    except Unavailable:
+        log.warning("the database went away before the Idempotency-Key was settled")
+
+
 def install(app: Flask) -> None:
     @app.before_request
     def _before() -> Response | None:
@@ -235,12 +251,7 @@ def install(app: Flask) -> None:
         response.headers.setdefault("Cache-Control", "no-store")
         claim = g.pop("idempotency_claim", None)
         if claim is not None:
-            if response.status_code in KEPT_STATUSES and not _is_key_conflict(response):
-                idempotency.finish(
-                    gateway(), claim, response.status_code, response.get_data(as_text=True)
-                )
-            else:
-                idempotency.release(gateway(), claim)
+            _settle_key(claim, response)
         return response
 
     @app.teardown_request

@@ -135,7 +135,10 @@ def error_page(status: int, kind: str, back_url: str | None = None) -> Response:
         ar=lambda key: texts.text("ar", key),
         en=lambda key: texts.text("en", key),
     )
-    return Response(body, status=status, mimetype="text/html")
+    response = Response(body, status=status, mimetype="text/html")
+    if status == 503:  # the database is away: the browser may try again shortly
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 def _state(view: CheckoutView) -> str:

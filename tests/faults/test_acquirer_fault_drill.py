@@ -7,7 +7,6 @@ Size by `GATEWAY_DRILL_FAULT_PAYMENTS` (per client); the default fits CI.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import threading
 from collections import Counter
@@ -15,15 +14,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import select
 
 from config import ConfigurationError, load_settings
-from payments import clock
-from payments.gateway import build_gateway
-from payments.models import Attempt, Payment
-from payments.service.resolution import run_pass
-from tests.e2e.conftest import BACKENDS
-from tests.faults.test_crash_drill import CARD, CHARGED, Server, _charges, _drill_gateway
+from tests.e2e.conftest import BACKENDS, database_for
+from tests.faults.books import settle_and_read
+from tests.faults.load import CARD
+from tests.faults.servers import Server, drill_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -65,8 +61,8 @@ def test_every_outcome_ends_as_the_acquirers_truth(
     backend: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     workdir = tmp_path_factory.mktemp(f"fault-drill-{backend}")
-    with _drill_gateway(backend, workdir) as (gw, port):
-        gw.env["GATEWAY_SANDBOX_FAULTS"] = FAULTS
+    with database_for(backend, workdir) as url:
+        gw, port = drill_gateway(backend, workdir, url, GATEWAY_SANDBOX_FAULTS=FAULTS)
         server = Server(gw, port)
         server.start()
         told: dict[str, str] = {}
@@ -81,42 +77,25 @@ def test_every_outcome_ends_as_the_acquirers_truth(
         for thread in clients:
             thread.join(timeout=PAYMENTS * 120)
         server.stop()
+        # The worker asks an acquirer that answers truthfully now.
+        books = settle_and_read(gw, GATEWAY_SANDBOX_FAULTS="")
 
-        settings = load_settings({**gw.env, "GATEWAY_SANDBOX_FAULTS": ""})
-        gateway = build_gateway(settings)
-        try:
-            later = clock.now() + dt.timedelta(minutes=10)
-            clock.set_clock(lambda: later)
-            try:
-                resolved = sum(run_pass(gateway).attempts_resolved for _ in range(2))
-            finally:
-                clock.set_clock(None)
-            with gateway.db.read() as session:
-                status = dict(session.execute(select(Payment.id, Payment.status)).all())
-                failure = dict(session.execute(select(Payment.id, Payment.failure_code)).all())
-                attempts = dict(session.execute(select(Attempt.id, Attempt.payment_id)).all())
-        finally:
-            gateway.db.dispose()
-        verified = gw.cli("ledger", "verify", check=False)
-
-    charges = _charges(settings.sandbox_database)
-    charged = Counter(
-        attempts[key] for key, state in charges.items() if state in CHARGED and key in attempts
-    )
+    charged = books.charged_per_payment
     print(
         f"\nacquirer fault drill ({backend}, {FAULTS}): {len(told)} payments; told "
-        f"{dict(Counter(told.values()))}; final {dict(Counter(status.values()))}; failures "
-        f"{dict(Counter(f for f in failure.values() if f))}; worker resolved {resolved}"
+        f"{dict(Counter(told.values()))}; final {dict(Counter(books.status.values()))}; "
+        f"failures {dict(Counter(f for f in books.failure.values() if f))}; "
+        f"worker resolved {books.resolved}"
     )
     assert len(told) == CLIENTS * PAYMENTS
-    assert "processing" not in status.values(), status
-    for payment_id, final in status.items():
+    assert "processing" not in books.status.values(), books.status
+    for payment_id, final in books.status.items():
         # The acquirer's record decides: charged once and succeeded, or never charged.
         assert charged[payment_id] == (1 if final == "succeeded" else 0), (payment_id, final)
         assert final in ("succeeded", "failed"), (payment_id, final)
         if told[payment_id] != "processing":
             assert told[payment_id] == final, (payment_id, told[payment_id], final)
-    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert books.verified.returncode == 0, books.verified.stdout + books.verified.stderr
 
 
 @pytest.mark.parametrize(
