@@ -1,0 +1,248 @@
+"""Payments per second of the gateway beside a bare Flask yardstick, both under gunicorn with
+the gateway's server settings on the same database, driven by wrk; then the gateway paced at
+half its peak for its latency there.
+
+Run by hand: `.venv/bin/python -m bench.api [--db postgresql|sqlite|both] [--seconds 10]
+[--connections 4] [--workers 2] [--rounds 2]`. It needs Debian's `wrk`. Each server runs on a
+free port with a fresh database (PostgreSQL at 127.0.0.1:5432, or SQLite files in a temporary
+directory) and is stopped when done; every run is bounded by its duration. Each wrk connection
+(one per wrk thread) creates a payment and confirms it with 4242…, again and again
+(bench/payment.lua); the two servers take turns, `--rounds` times each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+
+BIN = Path(sys.executable).parent
+SCRIPT = Path(__file__).with_name("payment.lua")
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+WARM_UP_S = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One wrk run's whole-payment figures."""
+
+    payments: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rate(self) -> float:
+        return self.payments / self.seconds
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def database(db: str, tmp: Path, name: str) -> Iterator[str]:
+    """A fresh database: a new PostgreSQL database (dropped afterwards) or a SQLite file."""
+    if db == "sqlite":
+        yield f"sqlite:///{tmp / name}.db"
+        return
+    dbname = f"gwbench_{name}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{dbname}"
+    finally:
+        with psycopg.connect(POSTGRES, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def serving(command: list[str], env: dict[str, str], log: Path, port: int) -> Iterator[str]:
+    """A server process on `port` until the block ends."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, env=env, cwd=log.parent, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"{command[0]} exited: {log.read_text()[-3000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{command[0]} did not listen within 30 s")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def wrk(url: str, key: str, seconds: float, connections: int, rate: float = 0.0) -> Run:
+    """`connections` wrk threads of one connection each; `rate` paces each (payments/s)."""
+    done = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(connections),
+            "-c",
+            str(connections),
+            "-d",
+            f"{round(seconds)}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(SCRIPT),
+            url,
+        ],
+        env={**os.environ, "BENCH_KEY": key, "BENCH_RATE": str(rate)},
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"wrk failed ({done.returncode}): {done.stdout}{done.stderr}")
+    line = next(line for line in reversed(done.stdout.splitlines()) if line.startswith("{"))
+    figures = json.loads(line)
+    figures.pop("socket_errors")
+    return Run(**figures)
+
+
+def gateway_env(tmp: Path, url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    return {
+        **env,
+        "GATEWAY_ENV": "test",
+        "GATEWAY_VAR_DIR": str(tmp / "var"),
+        "GATEWAY_DATABASE_URL": url,
+        "GATEWAY_LOG_LEVEL": "WARNING",
+        # The limits stay in the path, set above what one key sends here.
+        "GATEWAY_RATE_LIMIT": "1000000/second",
+        "XDG_RUNTIME_DIR": str(tmp),
+    }
+
+
+def bench(db: str, seconds: float, connections: int, workers: int, rounds: int) -> float:
+    """Both servers on fresh `db` databases; prints the table and returns the gateway's peak."""
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        with database(db, tmp, "api") as gw_url, database(db, tmp, "bare") as bare_url:
+            env = gateway_env(tmp, gw_url)
+            cli = [str(BIN / "gateway")]
+            subprocess.run(
+                [*cli, "db", "upgrade"],
+                env=env,
+                check=True,
+                cwd=tmp,
+                text=True,
+                capture_output=True,
+            )
+            seeded = subprocess.run(
+                [*cli, "demo", "seed"],
+                env=env,
+                check=True,
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+            ).stdout
+            key = next(line.split()[1] for line in seeded.splitlines() if "om-moh" in line)
+            gw_port, bare_port = free_port(), free_port()
+            gw_cmd = [
+                *cli,
+                "serve",
+                "--port",
+                str(gw_port),
+                "--workers",
+                str(workers),
+                "--no-worker",
+            ]
+            bare_cmd = [
+                str(BIN / "python"),
+                "-m",
+                "bench.yardstick",
+                bare_url,
+                f"127.0.0.1:{bare_port}",
+                str(workers),
+            ]
+            bare_env = {**env, "PYTHONPATH": str(Path(__file__).parent.parent)}
+            with (
+                serving(gw_cmd, env, tmp / "gateway.log", gw_port) as gateway,
+                serving(bare_cmd, bare_env, tmp / "yardstick.log", bare_port) as yardstick,
+            ):
+                wrk(gateway, key, WARM_UP_S, connections)
+                wrk(yardstick, key, WARM_UP_S, connections)
+                runs: dict[str, list[Run]] = {"gateway": [], "yardstick": []}
+                for _ in range(rounds):
+                    runs["gateway"].append(wrk(gateway, key, seconds, connections))
+                    runs["yardstick"].append(wrk(yardstick, key, seconds, connections))
+                peak = statistics.mean(run.rate for run in runs["gateway"])
+                paced = wrk(gateway, key, seconds, connections, rate=peak / 2 / connections)
+            verified = subprocess.run(
+                [*cli, "ledger", "verify"],
+                env=env,
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+    print(f"\n{db}: {connections} connections, {workers} gunicorn workers, {seconds:g} s a run")
+    print(
+        f"  {'server':<10} {'run':>4} {'payments/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
+    )
+    for server, server_runs in runs.items():
+        for number, run in enumerate(server_runs, 1):
+            print(
+                f"  {server:<10} {number:>4} {run.rate:>11.1f} {run.p50_ms:>8.1f} "
+                f"{run.p99_ms:>8.1f} {run.errors:>7}"
+            )
+    yard = statistics.mean(run.rate for run in runs["yardstick"])
+    print(f"  gateway {peak:.1f}/s, yardstick {yard:.1f}/s: ratio {peak / yard:.2f}x")
+    print(
+        f"  gateway paced at {paced.rate:.1f}/s (half its peak): p50 {paced.p50_ms:.1f} ms, "
+        f"p99 {paced.p99_ms:.1f} ms, errors {paced.errors}"
+    )
+    print(f"  gateway ledger verify: {(verified.stdout or verified.stderr).strip()}")
+    return peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--db", choices=("postgresql", "sqlite", "both"), default="both")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: apt-get install wrk")
+    dbs = ("postgresql", "sqlite") if args.db == "both" else (args.db,)
+    peaks = {db: bench(db, args.seconds, args.connections, args.workers, args.rounds) for db in dbs}
+    if len(peaks) == 2:
+        print(
+            f"\ngateway on SQLite {peaks['sqlite']:.1f}/s, on PostgreSQL "
+            f"{peaks['postgresql']:.1f}/s: {peaks['sqlite'] / peaks['postgresql']:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
