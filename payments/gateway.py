@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from config import (
     DEFAULT_ROUTING_RULES,
@@ -13,9 +14,22 @@ from config import (
     Settings,
 )
 from payments.breaker import Breakers
+from payments.cache import TtlCache
 from payments.db import Database, make_engine
 from providers import Provider, ProviderRegistry
 from providers.sandbox import SandboxFaults, SandboxProvider, SandboxStore
+
+if TYPE_CHECKING:
+    from payments.service.access import Principal
+
+# How long a process keeps an API key it verified: a revoked key is refused by every node
+# within this, and a request under a known key costs no database look-up.
+VERIFIED_KEY_TTL_S = 1.0
+VERIFIED_KEYS_MAX = 10_000
+
+
+def _verified_keys() -> TtlCache[str, Principal]:
+    return TtlCache(VERIFIED_KEY_TTL_S, VERIFIED_KEYS_MAX)
 
 
 @dataclasses.dataclass
@@ -28,6 +42,8 @@ class Gateway:
     routing_rules: tuple[RoutingRule, ...] = DEFAULT_ROUTING_RULES
     # Per process: each gunicorn worker keeps its own (see payments/breaker.py).
     breakers: Breakers = dataclasses.field(default_factory=Breakers)
+    # Per process too: API keys by digest, verified in the last VERIFIED_KEY_TTL_S.
+    verified_keys: TtlCache[str, Principal] = dataclasses.field(default_factory=_verified_keys)
 
     @property
     def fingerprint_key(self) -> bytes:

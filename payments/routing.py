@@ -8,16 +8,27 @@ trial through) and reports the result with `record_success()` or `record_unavail
 from __future__ import annotations
 
 import dataclasses
+from typing import Protocol
 
 from config import PAYMENT_METHODS, RoutingRule
 from payments.breaker import Breakers
-from payments.models import Agency, Payment
+from payments.models import Payment
 from providers import ProviderRegistry
 
 NOT_CONFIGURED = "not configured"
 WRONG_MODE = "wrong mode"
 CANNOT_TAKE = "cannot take this currency, method, amount or capture method"
 BREAKER_OPEN = "circuit breaker open"
+
+
+class AgencyFacts(Protocol):
+    """What routing reads of an agency: an `Agency` row, or what a request's key says of it."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def state(self) -> str: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +44,7 @@ class Route:
         return {"rule": self.rule, "providers": list(self.providers), "skipped": self.skipped}
 
 
-def _matches(rule: RoutingRule, payment: Payment, agency: Agency, method: str) -> bool:
+def _matches(rule: RoutingRule, payment: Payment, agency: AgencyFacts, method: str) -> bool:
     return (
         (rule.livemode is None or rule.livemode == payment.livemode)
         and (not rule.states or agency.state in rule.states)
@@ -74,7 +85,7 @@ def route(  # noqa: PLR0917 - the positional order every caller already uses
     rules: tuple[RoutingRule, ...],
     registry: ProviderRegistry,
     payment: Payment,
-    agency: Agency,
+    agency: AgencyFacts,
     method: str,
     breakers: Breakers | None = None,
 ) -> Route:
@@ -99,7 +110,7 @@ def methods_for(
     rules: tuple[RoutingRule, ...],
     registry: ProviderRegistry,
     payment: Payment,
-    agency: Agency,
+    agency: AgencyFacts,
     breakers: Breakers | None,
 ) -> tuple[str, ...]:
     """The payment methods that some acquirer could take this payment by, right now."""

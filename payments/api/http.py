@@ -14,9 +14,8 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from payments import i18n, idempotency
-from payments.api.context import gateway
+from payments.api.context import caller, gateway
 from payments.errors import (
-    AuthenticationFailed,
     GatewayError,
     InvalidRequest,
     NotFound,
@@ -25,7 +24,6 @@ from payments.errors import (
     ValidationFailed,
 )
 from payments.schemas import unstorable
-from payments.service.access import authenticate
 
 log = logging.getLogger("gateway.http")
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,100}\Z")
@@ -192,15 +190,6 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _authenticate() -> None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        raise AuthenticationFailed("send the API key as 'Authorization: Bearer <key>'")
-    with gateway().db.read() as session:
-        g.principal = authenticate(session, secret.strip())
-
-
 def _claim_idempotency_key() -> Response | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
@@ -239,7 +228,7 @@ def install(app: Flask) -> None:
         g.request_id = incoming if REQUEST_ID_RE.match(incoming) else f"req_{uuid.uuid4().hex}"
         if not request.path.startswith("/v1/") and request.path != "/v1":
             return None
-        _authenticate()
+        g.principal = caller()
         if request.method == "POST":
             _parse_body()
             return _claim_idempotency_key()

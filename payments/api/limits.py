@@ -12,11 +12,11 @@ from flask import Flask, Response, g, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
 
 from config.settings import Settings, check_rate_limit
-from payments.api.context import gateway
+from payments.api.context import caller
 from payments.api.http import REQUEST_ID_RE, error_response
 from payments.checkout.pages import error_page
 from payments.errors import GatewayError, RateLimited
-from payments.service.access import Principal, authenticate
+from payments.service.access import Principal
 
 # Pages limited per client address, GETs and POSTs apart; the finance console's sign-in page
 # joins them by its path when it exists.
@@ -40,23 +40,11 @@ def _address() -> str:
 
 
 def _caller() -> Principal | None:
-    """The API key the request authenticates with, looked up once; None without a valid one.
-
-    The limits run before `payments.api.http` authenticates (and so before any idempotency
-    key is claimed), so they look the key up themselves."""
-    if "rate_limit_caller" not in g:
-        g.rate_limit_caller = _authenticate()
-    caller: Principal | None = g.rate_limit_caller
-    return caller
-
-
-def _authenticate() -> Principal | None:
-    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        return None
+    """The API key the request authenticates with; None without a valid one. The limits run
+    before `payments.api.http` (and so before any idempotency key is claimed); the key is
+    verified once for both."""
     try:
-        with gateway().db.read() as session:
-            return authenticate(session, secret.strip())
+        return caller()
     except GatewayError:  # a malformed, unknown or revoked key, or the database is away
         return None
 

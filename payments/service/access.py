@@ -23,6 +23,16 @@ KEY_RE = re.compile(r"^gw_(test|live|fin)_[A-Za-z0-9]{32,64}\Z")
 
 
 @dataclasses.dataclass(frozen=True)
+class KeyAgency:
+    """What a request needs of the key's agency, read with the key: routing's facts and the
+    currencies it accepts."""
+
+    id: str
+    state: str
+    currencies: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class Principal:
     """Who is calling: an agency in one mode, or finance staff across agencies."""
 
@@ -30,6 +40,7 @@ class Principal:
     role: str
     agency_id: str | None
     livemode: bool
+    agency: KeyAgency | None = None
 
     @property
     def is_finance(self) -> bool:
@@ -110,23 +121,63 @@ def create_key(
 
 
 def revoke_key(gw: Gateway, key_id: str) -> ApiKey:
+    """Revoke a key: refused at once by this process, and by every other within
+    `VERIFIED_KEY_TTL_S` (the time they may keep a key they verified)."""
     with gw.db.transaction() as session:
         key = session.get(ApiKey, key_id, with_for_update=True)
         if key is None:
             raise NotFound(f"no key {key_id}")
         if key.revoked_at is None:
             key.revoked_at = clock.now()
+    gw.verified_keys.forget(lambda principal: principal.key_id == key_id)
     return key
 
 
-def authenticate(session: Session, secret: str) -> Principal:
+def verify(gw: Gateway, secret: str) -> Principal:
+    """The principal an API key authenticates as: from the keys this process verified in the
+    last `VERIFIED_KEY_TTL_S`, else from the database (the key and its agency in one query)."""
     if not KEY_RE.match(secret):
         raise AuthenticationFailed("the API key is malformed")
-    key = session.execute(
-        select(ApiKey).where(ApiKey.digest == digest(secret))
-    ).scalar_one_or_none()
-    if key is None or key.revoked_at is not None:
+    key_digest = digest(secret)
+    known: Principal | None = gw.verified_keys.get(key_digest)
+    if known is not None:
+        return known
+    with gw.db.read() as session:
+        principal = _principal(session, key_digest)
+    gw.verified_keys.put(key_digest, principal)
+    return principal
+
+
+def authenticate(session: Session, secret: str) -> Principal:
+    """The principal an API key authenticates as, read in `session` (no cache)."""
+    if not KEY_RE.match(secret):
+        raise AuthenticationFailed("the API key is malformed")
+    return _principal(session, digest(secret))
+
+
+def _principal(session: Session, key_digest: str) -> Principal:
+    row = session.execute(
+        select(
+            ApiKey.id,
+            ApiKey.role,
+            ApiKey.agency_id,
+            ApiKey.mode,
+            ApiKey.revoked_at,
+            Agency.state,
+            Agency.currencies,
+        )
+        .outerjoin(Agency, Agency.id == ApiKey.agency_id)
+        .where(ApiKey.digest == key_digest)
+    ).one_or_none()
+    if row is None or row.revoked_at is not None:
         raise AuthenticationFailed("the API key is unknown or revoked")
+    agency = None
+    if row.agency_id is not None:
+        agency = KeyAgency(row.agency_id, row.state, tuple(row.currencies or ()))
     return Principal(
-        key_id=key.id, role=key.role, agency_id=key.agency_id, livemode=key.mode == "live"
+        key_id=row.id,
+        role=row.role,
+        agency_id=row.agency_id,
+        livemode=row.mode == "live",
+        agency=agency,
     )

@@ -21,7 +21,7 @@ from payments.errors import Conflict, NotFound, ProviderFailed, ValidationFailed
 from payments.gateway import Gateway
 from payments.ids import is_id, new_id
 from payments.models import Agency, Attempt, Payment
-from payments.routing import route
+from payments.routing import AgencyFacts, route
 from payments.service.access import Principal
 from payments.service.outcomes import (
     OPEN_ATTEMPT_GRACE_S,
@@ -107,15 +107,15 @@ def create_payment(gw: Gateway, principal: Principal, new: NewPayment) -> Paymen
         return get_payment(gw, principal, done)  # a dead request under this key created it
     now = clock.now()
     payment_id = new_id("pay")
+    agency = principal.agency
+    assert agency is not None
+    if new.currency not in agency.currencies:
+        raise ValidationFailed(
+            f"{agency.id} does not accept {new.currency}",
+            param="currency",
+            details={"currency": [f"Must be one of: {', '.join(agency.currencies)}."]},
+        )
     with gw.db.transaction() as session:
-        agency = session.get(Agency, principal.agency_id)
-        assert agency is not None
-        if new.currency not in agency.currencies:
-            raise ValidationFailed(
-                f"{agency.id} does not accept {new.currency}",
-                param="currency",
-                details={"currency": [f"Must be one of: {', '.join(agency.currencies)}."]},
-            )
         payment = Payment(
             id=payment_id,
             agency_id=agency.id,
@@ -242,8 +242,7 @@ def charge_card(
             )
         if now >= payment.expires_at:
             raise Conflict("the payment has expired", code="payment_expired")
-        agency = session.get(Agency, payment.agency_id)
-        assert agency is not None
+        agency = _agency_of(session, principal, payment)
         chosen = route(gw.routing_rules, gw.providers, payment, agency, "card", gw.breakers)
         payment.routing = chosen.as_record()
         payment.payment_method = {
@@ -293,6 +292,16 @@ def charge_card(
                 no_acquirer(session, payment, attempt_row)
                 return payment
             attempt = open_attempt(session, payment, following, now=clock.now(), channel=channel)
+
+
+def _agency_of(session: Session, principal: Principal | None, payment: Payment) -> AgencyFacts:
+    """The payment's agency for routing: read with the caller's key, or (the hosted page)
+    from the database."""
+    if principal is not None and principal.agency is not None:
+        return principal.agency
+    agency = session.get(Agency, payment.agency_id)
+    assert agency is not None
+    return agency
 
 
 def _claim(gw: Gateway, remaining: list[str], payment: Payment) -> str | None:
