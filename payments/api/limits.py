@@ -12,6 +12,7 @@ from flask import Flask, Response, g, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
 
 from config.settings import Settings, check_rate_limit
+from payments.api import ratestore
 from payments.api.context import caller
 from payments.api.http import REQUEST_ID_RE, error_response
 from payments.checkout.pages import error_page
@@ -137,7 +138,7 @@ def install(app: Flask, settings: Settings) -> Limiter:
     limiter = Limiter(
         key_func=_address,
         application_limits=_limits(settings),
-        storage_uri=settings.redis_url or "memory://",
+        storage_uri=settings.redis_url or f"{ratestore.SCHEME}://",
         storage_options=redis_options if shared else {},
         strategy="fixed-window",
         key_prefix=KEY_PREFIX,
