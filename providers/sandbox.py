@@ -122,6 +122,9 @@ class SandboxStore:
             conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
+            # Like the gateway's own SQLite: a commit survives the process (kill -9 included),
+            # and the write-ahead log is synced at checkpoints, not at every charge.
+            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
         return conn
