@@ -25,7 +25,7 @@ BUDGET = {
     ("postgresql", "create keyed"): (4, 3),
     ("postgresql", "confirm keyed"): (12, 4),
     ("sqlite", "create"): (2, 1),
-    # SQLite writes a ledger posting as eleven statements in-process (no round trips).
+    # SQLite writes a ledger posting as ten statements in-process (no round trips), and BEGIN IMMEDIATE counts.
     ("sqlite", "confirm"): (21, 2),
     ("sqlite", "create keyed"): (7, 3),
     ("sqlite", "confirm keyed"): (26, 4),
