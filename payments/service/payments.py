@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from typing import Any
+from typing import Any, TypeVar, Unpack
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -67,7 +67,10 @@ class Page:
     starting_after: str | None = None
 
 
-def scoped(query: Select[Any], model: Any, principal: Principal) -> Select[Any]:
+QueryT = TypeVar("QueryT", bound=Select[Unpack[tuple[Any, ...]]])
+
+
+def scoped(query: QueryT, model: Any, principal: Principal) -> QueryT:
     """Restrict a query to what the principal may see: its agency and mode, or all (finance)."""
     if principal.is_finance:
         return query
@@ -277,9 +280,7 @@ def charge_card(
         result = _call("authorize", provider.name, provider.authorize, request)
         _record_health(gw, provider.name, result)
         with gw.db.transaction() as session:
-            payment = _load_for_update(session, principal, payment_id)
-            attempt_row = session.get(Attempt, attempt.id, with_for_update=True)
-            assert attempt_row is not None
+            payment, attempt_row = _lock_with_attempt(session, principal, payment_id, attempt.id)
             if attempt_row.pending_action != "authorize":
                 return payment  # the worker recorded the answer first
             may_fail_over = apply_result(
@@ -292,6 +293,25 @@ def charge_card(
                 no_acquirer(session, payment, attempt_row)
                 return payment
             attempt = open_attempt(session, payment, following, now=clock.now(), channel=channel)
+
+
+def _lock_with_attempt(
+    session: Session, principal: Principal | None, payment_id: str, attempt_id: str
+) -> tuple[Payment, Attempt]:
+    """The payment and one of its attempts, locked in one statement (payment first, as
+    everywhere: PostgreSQL locks a join's rows in the order of its FROM list)."""
+    query = (
+        select(Payment, Attempt)
+        .join(Attempt, Attempt.payment_id == Payment.id)
+        .where(Payment.id == payment_id, Attempt.id == attempt_id)
+        .with_for_update()
+    )
+    if principal is not None:
+        query = scoped(query, Payment, principal)
+    row = session.execute(query).one_or_none()
+    if row is None:
+        raise NotFound(f"no payment {payment_id}", param="id")
+    return row[0], row[1]
 
 
 def _agency_of(session: Session, principal: Principal | None, payment: Payment) -> AgencyFacts:

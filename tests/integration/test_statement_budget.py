@@ -21,14 +21,14 @@ from tests.conftest import PAYMENT, auth, card
 # (statements, transactions) per request, with an API key the process verified a moment ago.
 BUDGET = {
     ("postgresql", "create"): (1, 1),
-    ("postgresql", "confirm"): (9, 2),
+    ("postgresql", "confirm"): (8, 2),
     ("postgresql", "create keyed"): (4, 3),
-    ("postgresql", "confirm keyed"): (12, 4),
+    ("postgresql", "confirm keyed"): (11, 4),
     ("sqlite", "create"): (2, 1),
     # SQLite writes a ledger posting as ten statements in-process (no round trips), and BEGIN IMMEDIATE counts.
-    ("sqlite", "confirm"): (21, 2),
+    ("sqlite", "confirm"): (20, 2),
     ("sqlite", "create keyed"): (7, 3),
-    ("sqlite", "confirm keyed"): (26, 4),
+    ("sqlite", "confirm keyed"): (25, 4),
 }
 
 
