@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
 
 CURRENCY_EXPONENTS: dict[str, int] = {
     "SAR": 2,
@@ -14,6 +14,8 @@ CURRENCY_EXPONENTS: dict[str, int] = {
     "USD": 2,
 }
 MAX_AMOUNT_MINOR = 10**12
+# A decimal amount as files and forms write it: ASCII digits, an optional sign and fraction.
+_DECIMAL_RE = re.compile(r"([+-]?)([0-9]+)(?:\.([0-9]+))?")
 
 
 class AmountError(ValueError):
@@ -36,15 +38,21 @@ def format_major(amount_minor: int, currency: str) -> str:
 
 
 def parse_major(text: str, currency: str) -> int:
-    """Parse a decimal string of major units into minor units, refusing extra decimals."""
+    """Parse a decimal string of major units into minor units, refusing extra decimals, any
+    other notation (exponents, `_`, non-ASCII digits) and amounts past MAX_AMOUNT_MINOR.
+    Integer arithmetic throughout: `Decimal` would round past 28 digits and overflow on
+    exponents, and `int` refuses numbers of over 4300 digits."""
     exp = exponent(currency)
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise AmountError(f"{text!r} is not a decimal amount") from None
-    if not value.is_finite():
-        raise AmountError(f"{text!r} is not a finite amount")
-    scaled = value.scaleb(exp)
-    if scaled != scaled.to_integral_value():
+    match = _DECIMAL_RE.fullmatch(text.strip())
+    if match is None:
+        raise AmountError(f"{text!r} is not a decimal amount")
+    sign, whole, frac = match.group(1), match.group(2), match.group(3) or ""
+    if len(frac.rstrip("0")) > exp:
         raise AmountError(f"{text!r} has more than {exp} decimals for {currency}")
-    return int(scaled)
+    whole = whole.lstrip("0") or "0"
+    if len(whole) > len(str(MAX_AMOUNT_MINOR)):  # bounds the int() below
+        raise AmountError(f"{text!r} is over the gateway's maximum amount")
+    minor = int(whole + frac[:exp].ljust(exp, "0"))  # the digits past `exp` are zeros
+    if minor > MAX_AMOUNT_MINOR:
+        raise AmountError(f"{text!r} is over the gateway's maximum amount")
+    return -minor if sign == "-" else minor

@@ -485,6 +485,8 @@ class StripeProvider:
         )
         if not signature:
             raise InvalidNotification("the Stripe-Signature header is missing")
+        if not signature.isascii():  # the SDK's compare_digest raises TypeError on it
+            raise InvalidNotification("the Stripe-Signature header is not ASCII")
         try:
             stripe.WebhookSignature.verify_header(
                 body, signature, self.webhook_secret, tolerance=WEBHOOK_TOLERANCE_S
@@ -494,7 +496,7 @@ class StripeProvider:
             raise InvalidNotification(
                 f"the Stripe signature does not verify: {error.user_message}"
             ) from None
-        except ValueError:  # not UTF-8, or not JSON
+        except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested past the limit
             raise InvalidNotification("the body is not a Stripe event") from None
         if not isinstance(event, dict) or event.get("object") != "event":
             raise InvalidNotification("the body is not a Stripe event")

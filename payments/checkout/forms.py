@@ -62,7 +62,10 @@ def _year(raw: str, today: dt.date) -> int | None:
 
 def read(form: Mapping[str, str], today: dt.date) -> CardForm:
     """Check every field of the card form as of `today`."""
-    raw = {name: (form.get(name) or "")[:MAX_RAW_CHARS].strip() for name in FIELDS}
+    raw = {name: (form.get(name) or "").strip() for name in FIELDS}
+    # A value longer than any real one is refused whole, never cut to fit: a cut would drop
+    # what was typed past the limit and read the rest as a card the payer did not type.
+    too_long = {name for name in FIELDS if len(raw[name]) > MAX_RAW_CHARS}
     errors: dict[str, str] = {}
 
     number = _digits(raw["number"])
@@ -70,19 +73,19 @@ def read(form: Mapping[str, str], today: dt.date) -> CardForm:
         errors["number"] = "missing"
     elif not (number.isascii() and number.isdigit()):
         errors["number"] = "not_digits"
-    elif not luhn_ok(number):
+    elif "number" in too_long or not luhn_ok(number):
         errors["number"] = "invalid"
 
     month = _small_int(raw["exp_month"], 2)
     if not raw["exp_month"]:
         errors["exp_month"] = "missing"
-    elif month is None or not 1 <= month <= 12:
+    elif "exp_month" in too_long or month is None or not 1 <= month <= 12:
         errors["exp_month"] = "invalid"
 
     year = _year(raw["exp_year"], today)
     if not raw["exp_year"]:
         errors["exp_year"] = "missing"
-    elif year is None:
+    elif "exp_year" in too_long or year is None:
         errors["exp_year"] = "invalid"
 
     date_ok = not errors.keys() & {"exp_month", "exp_year"}
@@ -92,7 +95,7 @@ def read(form: Mapping[str, str], today: dt.date) -> CardForm:
     cvc = _digits(raw["cvc"])
     if not cvc:
         errors["cvc"] = "missing"
-    elif not (cvc.isascii() and cvc.isdigit() and 3 <= len(cvc) <= 4):
+    elif "cvc" in too_long or not (cvc.isascii() and cvc.isdigit() and 3 <= len(cvc) <= 4):
         errors["cvc"] = "invalid"
 
     name = " ".join((form.get("name") or "").split())
@@ -101,7 +104,7 @@ def read(form: Mapping[str, str], today: dt.date) -> CardForm:
     elif len(name) > MAX_NAME_CHARS or not name.isprintable():
         errors["name"] = "invalid"
 
-    kept = {field: raw[field] for field in KEPT_FIELDS}
+    kept = {field: raw[field][:MAX_RAW_CHARS] for field in KEPT_FIELDS}
     kept["name"] = name[:MAX_NAME_CHARS]
     ordered = {field: errors[field] for field in ERROR_ORDER if field in errors}
     if ordered:

@@ -21,13 +21,17 @@ def make_token(secret_key: str, payment_id: str) -> str:
 
 def read_token(secret_key: str, token: str) -> str | None:
     """The payment id a token names, or None when it is forged, altered or not a payment's."""
-    if not token or len(token) > MAX_TOKEN_CHARS:
+    if not token or len(token) > MAX_TOKEN_CHARS or not token.isascii():
         return None
     try:
         payment_id = _serializer(secret_key).loads(token)
     except BadSignature:
         return None
     if not isinstance(payment_id, str) or not is_id(payment_id, "pay"):
+        return None
+    # Base64 leaves spare bits in a last character: a token that differs from the payment's
+    # one token only there still verifies. Only the token itself names the payment.
+    if token != make_token(secret_key, payment_id):
         return None
     return payment_id
 

@@ -38,23 +38,27 @@ class SandboxCsvParser:
         self.max_file_bytes = max_file_bytes
 
     def parse(self, stream: BinaryIO) -> Iterator[ParsedLine]:
-        reader = csv.reader(self._text_lines(stream), strict=True)
+        lines = self._text_lines(stream)
+        # The header is checked as the line it is, not as a CSV row: a row may run on over
+        # several lines, and `"a,b"` is one column whose text joins to the same as two.
+        header = next(lines, None)
+        if header is None:
+            raise MalformedFile(1, f"the file is empty; the header must be {HEADER!r}")
+        if header.removesuffix("\n").removesuffix("\r") != HEADER:
+            raise MalformedFile(1, f"the header must be exactly {HEADER!r}")
+        reader = csv.reader(lines, strict=True)
         seen: dict[str, int] = {}  # line key -> the line that stated it first
         blank_since: int | None = None
-        header_read = False
         while True:  # bounded: every row consumes input, and the input is bounded
+            # The line the row starts on (the header is line 1): a quoted field may run on
+            # over several lines, and `reader.line_num` counts to the last of them.
+            line_no = reader.line_num + 2
             try:
                 row = next(reader)
             except StopIteration:
                 break
             except csv.Error as exc:
-                raise MalformedFile(reader.line_num, f"not valid CSV ({exc})") from None
-            line_no = reader.line_num
-            if not header_read:
-                if ",".join(row) != HEADER:
-                    raise MalformedFile(line_no, f"the header must be exactly {HEADER!r}")
-                header_read = True
-                continue
+                raise MalformedFile(line_no, f"not valid CSV ({exc})") from None
             if not row or row == [""]:
                 blank_since = blank_since or line_no
                 continue
@@ -65,8 +69,6 @@ class SandboxCsvParser:
             if first != line_no:
                 raise MalformedFile(line_no, f"duplicates line {first}")
             yield line
-        if not header_read:
-            raise MalformedFile(1, f"the file is empty; the header must be {HEADER!r}")
 
     def _text_lines(self, stream: BinaryIO) -> Iterator[str]:
         """The file's lines decoded strictly as UTF-8, its size and each line's bounded."""

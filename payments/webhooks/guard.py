@@ -74,6 +74,8 @@ def parse_url(url: str, *, https_only: bool) -> Target:
         raise UrlRefused("url_invalid", "the URL has no host")
     if parts.username is not None or parts.password is not None:
         raise UrlRefused("url_invalid", "the URL must not carry a user name or password")
+    if port == 0:  # no server listens there; never quietly the scheme's default instead
+        raise UrlRefused("url_invalid", "the URL's port must be 1 to 65535")
     if any(ord(ch) < 0x21 or ord(ch) > 0x7E for ch in url):
         raise UrlRefused("url_invalid", "the URL must be printable ASCII without spaces")
     path = parts.path or "/"
@@ -82,7 +84,7 @@ def parse_url(url: str, *, https_only: bool) -> Target:
     return Target(
         scheme=parts.scheme,
         host=parts.hostname,
-        port=port or (443 if parts.scheme == "https" else 80),
+        port=port if port is not None else (443 if parts.scheme == "https" else 80),
         path=path,
     )
 
