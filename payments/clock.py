@@ -29,4 +29,10 @@ def rfc3339(value: dt.datetime | None) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    # Formatted field by field: `strftime("%Y")` does not zero-pad years below 1000
+    # on every platform, which would give an invalid RFC 3339 timestamp.
+    return (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+        f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+        f".{value.microsecond // 1000:03d}Z"
+    )

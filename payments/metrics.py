@@ -14,8 +14,10 @@ import dataclasses
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -41,6 +43,7 @@ BREAKER_STATES = ("closed", "open", "half_open")
 # Seconds: HTTP answers and acquirer calls run from milliseconds to the 60 s worker timeout.
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _PENDING_KEY = "metrics.payments"
+_Answer = TypeVar("_Answer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +93,8 @@ def _build() -> _Metrics:
         ),
         acquirer_seconds=Histogram(
             "gateway_acquirer_call_duration_seconds",
-            "Time an acquirer took to answer a call (authorize, capture, cancel, refund).",
+            "Time an acquirer took to answer a call (authorize, capture, cancel, refund, and "
+            "the status inquiries status and refund_status).",
             ("acquirer", "call"),
             buckets=LATENCY_BUCKETS_S,
             registry=registry,
@@ -207,6 +211,25 @@ def acquirer_call(acquirer: str, call: str, seconds: float, error: str | None) -
     m.acquirer_seconds.labels(acquirer, call).observe(seconds)
     if error is not None:
         m.acquirer_errors.labels(acquirer, call, error).inc()
+
+
+def timed_acquirer_call(
+    acquirer: str,
+    call: str,
+    send: Callable[[], _Answer],
+    error_of: Callable[[_Answer], str | None],
+) -> _Answer:
+    """Make one call to an acquirer (`send`) and record it with `acquirer_call`: `error_of`
+    names what an answer that is no answer was (None for a real answer); an exception counts
+    as `exception` and propagates to the caller, which handles it as it always has."""
+    started = time.perf_counter()
+    try:
+        answer = send()
+    except Exception:
+        acquirer_call(acquirer, call, time.perf_counter() - started, "exception")
+        raise
+    acquirer_call(acquirer, call, time.perf_counter() - started, error_of(answer))
+    return answer
 
 
 def breaker_moved(acquirer: str, before: str | None, after: str) -> None:

@@ -1,15 +1,20 @@
 """The parts of the OpenAPI document every operation shares, declared once: the error answers of
 API.md §2 that any call can get (with their `Retry-After` header where one is sent), the
-`Idempotency-Key` header of every `POST`, and the shape of the ids in paths."""
+`Idempotency-Key` header of every `POST`, the response headers payments.api.http sends
+(`X-Request-Id` on every answer, `Idempotent-Replayed` on a replayed one), the shape of the ids
+in paths, and the operations endpoints of API.md §6 that live outside the versioned API."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import copy
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from flask.sansio.app import App
 from flask_smorest import Blueprint
 from marshmallow import fields
 
+from payments.api.http import KEPT_STATUSES, REQUEST_ID_RE
 from payments.schemas import ErrorSchema
 
 # API.md §2, by status; each a description of when the gateway answers it.
@@ -30,6 +35,27 @@ RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds to wait before retrying",
         "schema": {"type": "integer", "minimum": 1},
+    }
+}
+# Sent on every answer by payments.api.http (API.md §2): the caller's own id when it is a valid
+# one, else one the gateway made up.
+REQUEST_ID = {
+    "X-Request-Id": {
+        "description": "The request's id, also in the error body's `request_id` and in the "
+        "gateway's logs: the request's own `X-Request-Id` when it sent a valid one (1-100 of "
+        "`A-Z a-z 0-9 . _ : -`), else one the gateway made (`req_...`)",
+        "required": True,
+        "schema": {"type": "string", "pattern": REQUEST_ID_RE.pattern.replace("\\Z", "$")},
+    }
+}
+# Sent by payments.api.http on an answer replayed from an earlier request's Idempotency-Key;
+# only the statuses a key keeps (`KEPT_STATUSES`) are ever replayed.
+IDEMPOTENT_REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "`true` when this answer is the replay of the first request sent with "
+        "the same `Idempotency-Key` and body; absent otherwise",
+        "required": False,
+        "schema": {"type": "string", "enum": ["true"]},
     }
 }
 # Every call can be refused for its key, its rate or an unavailable database.
@@ -69,6 +95,54 @@ def path_parameter(name: str) -> dict[str, Any]:
     return {"in": "path", "name": name, "required": True, "schema": schema}
 
 
+def response_headers(method: str, status: int | str) -> dict[str, Any]:
+    """The headers payments.api.http adds to an operation's answer with this status (a copy
+    of their own for each answer)."""
+    headers: dict[str, Any] = copy.deepcopy(REQUEST_ID)
+    if method.upper() == "POST" and str(status).isdigit() and int(status) in KEPT_STATUSES:
+        headers.update(copy.deepcopy(IDEMPOTENT_REPLAYED))
+    return headers
+
+
+def _add_response_headers(responses: Mapping[Any, Any], method: str) -> None:
+    for status, response in responses.items():
+        if isinstance(response, dict):  # else a component's name: see _add_component_headers
+            response.setdefault("headers", {}).update(response_headers(method, status))
+
+
+def _add_component_headers(spec: Any) -> None:
+    """The shared answers flask-smorest refers to (its 422 for query arguments) carry the
+    request id too: it is on every answer."""
+    for response in spec.components.responses.values():
+        response.setdefault("headers", {}).update(copy.deepcopy(REQUEST_ID))
+
+
+OPERATIONS_TAG = {
+    "name": "operations",
+    "description": "Liveness, readiness, metrics and this document (API.md §6): served "
+    "outside /v1, without an API key, never rate limited",
+}
+
+
+def document_operations(app: App, operations: Mapping[str, Mapping[str, Any]]) -> None:
+    """Add endpoints served outside the flask-smorest blueprints (a plain Flask view, or
+    flask-smorest's own /openapi.json) to every Api's document: `operations` maps an endpoint
+    name to its OpenAPI operations by method. Their answers get the `X-Request-Id` header
+    as every other answer does. Call once the Api is initialised and the views registered."""
+    apis = app.extensions.get("flask-smorest", {}).get("apis", {})
+    for entry in apis.values():
+        spec = entry["ext_obj"].spec
+        spec.tag(dict(OPERATIONS_TAG))
+        for endpoint, by_method in operations.items():
+            rule = next((r for r in app.url_map.iter_rules() if r.endpoint == endpoint), None)
+            if rule is None:  # not served by this app (the document's path configured away)
+                continue
+            documented = copy.deepcopy(dict(by_method))
+            for method, operation in documented.items():
+                _add_response_headers(operation.get("responses", {}), method)
+            spec.path(rule=rule, operations=documented)
+
+
 def _documented(func: Any) -> set[int]:
     responses = getattr(func, "_apidoc", {}).get("response", {}).get("responses", {})
     return {int(code) for code in responses}
@@ -101,9 +175,26 @@ class ApiBlueprint(Blueprint):  # type: ignore[misc]
     """A flask-smorest blueprint whose every operation documents the errors of API.md that it
     can answer, its path ids' shape and, on a `POST`, the `Idempotency-Key` header."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Last, so that it sees every answer the other callbacks documented.
+        self._prepare_doc_cbks.append(self._prepare_headers_doc)
+
     def register_views_in_doc(self, api: Any, app: Any, spec: Any, **kwargs: Any) -> None:
         _install_converter(api)  # before any of this blueprint's schemas is converted
+        _add_component_headers(spec)
         super().register_views_in_doc(api, app, spec, **kwargs)
+
+    @staticmethod
+    def _prepare_headers_doc(
+        doc: dict[str, Any], doc_info: dict[str, Any], *, method: str, **_kwargs: Any
+    ) -> dict[str, Any]:
+        """Every answer's `X-Request-Id`, and a `POST`'s `Idempotent-Replayed`: on the answers
+        the decorators documented, and on those a view's `doc(responses=...)` writes itself
+        (merged in after these callbacks; `doc_info` is the registration's own copy)."""
+        _add_response_headers(doc.get("responses", {}), method)
+        _add_response_headers(doc_info.get("manual_doc", {}).get("responses", {}), method)
+        return doc
 
     def route(
         self,

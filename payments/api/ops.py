@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from payments import logs, metrics
 from payments.api.context import gateway
+from payments.api.openapi import document_operations
 from payments.migrate import is_current
 
 blp = Blueprint("ops", __name__)
@@ -99,3 +100,105 @@ def _request_fields() -> dict[str, Any]:
 @blp.record_once
 def _log_request_fields(_state: BlueprintSetupState) -> None:
     logs.add_context(_request_fields)
+
+
+# --------------------------------------------------------------------------- the document
+# API.md §6: these endpoints are served outside the versioned API and without a key, and are
+# never rate limited; the OpenAPI document describes them as they answer.
+
+_STATUS_OK = {"type": "string", "enum": ["ok"]}
+
+
+def _readiness(status: list[str], database: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["status", "database"],
+        "properties": {
+            "status": {"type": "string", "enum": status},
+            "database": {"type": "string", "enum": database},
+        },
+    }
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+OPERATIONS: dict[str, dict[str, Any]] = {
+    "ops.healthz": {
+        "get": {
+            "summary": "Liveness: the process is up",
+            "tags": ["operations"],
+            "security": [],
+            "responses": {
+                "200": _json(
+                    "The process answers",
+                    {
+                        "type": "object",
+                        "required": ["status"],
+                        "properties": {"status": _STATUS_OK},
+                    },
+                ),
+            },
+        }
+    },
+    "ops.readyz": {
+        "get": {
+            "summary": "Readiness: the database answers and its migrations are current",
+            "tags": ["operations"],
+            "security": [],
+            "responses": {
+                "200": _json(
+                    'Ready: `{"status": "ok", "database": "ok"}`', _readiness(["ok"], ["ok"])
+                ),
+                "503": _json(
+                    "Not ready: `status` is `unavailable` and `database` says why "
+                    "(`unreachable` or `migrations pending`)",
+                    _readiness(["unavailable"], ["unreachable", "migrations pending"]),
+                ),
+            },
+        }
+    },
+    "ops.metrics_text": {
+        "get": {
+            "summary": "Prometheus metrics of this node, in the Prometheus text format",
+            "tags": ["operations"],
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "The metrics of this node's processes and the backlogs "
+                    f"read now (`Content-Type: {metrics.CONTENT_TYPE}`)",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+            },
+        }
+    },
+    "api-docs.openapi_json": {
+        "get": {
+            "summary": "This OpenAPI document",
+            "tags": ["operations"],
+            "security": [],
+            "responses": {
+                "200": _json(
+                    "The OpenAPI 3.1 document of the gateway",
+                    {
+                        "type": "object",
+                        "required": ["openapi", "info", "paths"],
+                        "properties": {
+                            "openapi": {"type": "string"},
+                            "info": {"type": "object"},
+                            "paths": {"type": "object"},
+                        },
+                    },
+                ),
+            },
+        }
+    },
+}
+
+
+@blp.record_once
+def _document(state: BlueprintSetupState) -> None:
+    """Put the endpoints above in the app's OpenAPI document. Registered after the views, so
+    their rules exist when it runs; the app's Api was created before this blueprint."""
+    document_operations(state.app, OPERATIONS)

@@ -21,7 +21,13 @@ from payments.gateway import Gateway
 from payments.ids import is_id
 from payments.models import Agency, Attempt, Payment
 from payments.routing import methods_for
-from payments.service.outcomes import MAX_CARD_TRIES, apply_result, declined_tries, move
+from payments.service.outcomes import (
+    MAX_CARD_TRIES,
+    apply_result,
+    ask_status,
+    declined_tries,
+    move,
+)
 from payments.service.payments import charge_card
 from payments.states import AttemptStatus, PaymentStatus
 from providers import Card, Outcome, ProviderResult
@@ -186,7 +192,7 @@ def return_from_acquirer(gw: Gateway, payment_id: str) -> TryResult:
         return _outcome(gw, payment_id)
     provider = gw.providers.get(pending.provider)
     try:
-        result = provider.status(pending.action_key or pending.id, pending.provider_reference)
+        result = ask_status(provider, pending.action_key or pending.id, pending.provider_reference)
     except Exception:
         log.exception("status query failed", extra={"attempt": pending.id})
         result = ProviderResult(Outcome.UNKNOWN, message="the acquirer did not answer")

@@ -15,6 +15,7 @@ from payments.errors import InvalidRequest, NotFound
 from payments.gateway import Gateway
 from payments.ids import new_id
 from payments.models import Attempt, Payment, ProviderNotification
+from payments.service.outcomes import ask_status
 from payments.service.resolution import PassReport, resolve_attempt
 from providers import InvalidNotification, NotifyingProvider, Outcome
 
@@ -67,7 +68,7 @@ def _unanswered(
     )
     for row in candidates:
         try:
-            result = provider.status(row[0].id, reference)
+            result = ask_status(provider, row[0].id, reference)
         except Exception:
             log.exception("status query failed", extra={"attempt": row[0].id})
             continue

@@ -4,6 +4,7 @@ all in the caller's one transaction. Shared by the request path and the worker."
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -23,7 +24,7 @@ from payments.states import (
     RefundStatus,
     check_transition,
 )
-from providers import Outcome, ProviderResult, RefundOutcome, RefundResult
+from providers import Outcome, Provider, ProviderResult, RefundOutcome, RefundResult
 
 # Status queries after an unknown outcome: first at once, then 1 min, 5 min, 30 min, 2 h, daily.
 CHECK_BACKOFF_S = (0, 60, 300, 1800, 7200, 86400)
@@ -34,6 +35,48 @@ OPEN_ATTEMPT_GRACE_S = 120
 REDIRECT_WAIT_S = 15 * 60
 # Cards a payer may try on the hosted page: the third decline fails the payment.
 MAX_CARD_TRIES = 3
+
+
+def _unanswered_action(result: ProviderResult) -> str | None:
+    """An authorize, capture or cancel the acquirer did not answer, as
+    payments.service.payments counts them: `unavailable` (nothing done) or `unknown`."""
+    unanswered = result.outcome in (Outcome.UNAVAILABLE, Outcome.UNKNOWN)
+    return result.outcome.value if unanswered else None
+
+
+def _unanswered_inquiry(result: ProviderResult | RefundResult) -> str | None:
+    """A status inquiry the acquirer did not answer. `unavailable` is an answer to one: the
+    acquirer knows no charge (or refund) under the key."""
+    return "unknown" if result.outcome in (Outcome.UNKNOWN, RefundOutcome.UNKNOWN) else None
+
+
+def ask_status(provider: Provider, idempotency_key: str, reference: str | None) -> ProviderResult:
+    """`provider.status`, timed as the acquirer call `status`; an exception propagates."""
+    return metrics.timed_acquirer_call(
+        provider.name,
+        "status",
+        lambda: provider.status(idempotency_key, reference),
+        _unanswered_inquiry,
+    )
+
+
+def ask_refund_status(provider: Provider, idempotency_key: str) -> RefundResult:
+    """`provider.refund_status`, timed as the acquirer call `refund_status`; an exception
+    propagates."""
+    return metrics.timed_acquirer_call(
+        provider.name,
+        "refund_status",
+        lambda: provider.refund_status(idempotency_key),
+        _unanswered_inquiry,
+    )
+
+
+def send_action(
+    provider: Provider, call: str, send: Callable[[], ProviderResult]
+) -> ProviderResult:
+    """A capture or cancel the worker (re-)sends, timed as the acquirer call `call`; an
+    exception propagates."""
+    return metrics.timed_acquirer_call(provider.name, call, send, _unanswered_action)
 
 
 def next_check(checks: int, now: dt.datetime) -> dt.datetime:

@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from typing import Any, TypeVar, Unpack
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -67,7 +67,7 @@ class Page:
     starting_after: str | None = None
 
 
-QueryT = TypeVar("QueryT", bound=Select[Unpack[tuple[Any, ...]]])
+QueryT = TypeVar("QueryT", bound=Select[*tuple[Any, ...]])
 
 
 def scoped(query: QueryT, model: Any, principal: Principal) -> QueryT:
@@ -142,6 +142,7 @@ def create_payment(gw: Gateway, principal: Principal, new: NewPayment) -> Paymen
             expires_at=now + dt.timedelta(seconds=gw.settings.payment_expiry_s),
         )
         session.add(payment)
+        metrics.payment_moved(session, payment.status, payment.provider)
         idempotency.committed(session, payment_id)
     log.info("payment created", extra={"payment": payment_id, "agency": agency.id})
     return payment
@@ -386,6 +387,7 @@ def _authorisation_action(
         check_transition(PaymentStatus(payment.status), PaymentStatus.PROCESSING)
         payment.status = PaymentStatus.PROCESSING.value
         payment.updated_at = clock.now()
+        metrics.payment_moved(session, payment.status, payment.provider)
         attempt.pending_action = action
         attempt.action_key = f"{attempt.id}-{action}"
         attempt.action_amount_minor = amount_minor

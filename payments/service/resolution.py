@@ -20,8 +20,11 @@ from payments.service.outcomes import (
     REDIRECT_WAIT_S,
     apply_refund_result,
     apply_result,
+    ask_refund_status,
+    ask_status,
     expire,
     no_acquirer,
+    send_action,
 )
 from payments.states import PaymentStatus, RefundStatus
 from payments.webhooks.delivery import deliver_due
@@ -48,7 +51,11 @@ def _give_up_authentication(provider: Provider, attempt: Attempt) -> ProviderRes
     """The payer left the acquirer's page unanswered past REDIRECT_WAIT_S: void the charge
     at the acquirer (idempotently) and count the authentication as failed. Should the payer
     have finished it meanwhile, the acquirer's answer says so and stands."""
-    cancelled = provider.cancel(f"{attempt.id}-abandon", attempt.provider_reference or "")
+    cancelled = send_action(
+        provider,
+        "cancel",
+        lambda: provider.cancel(f"{attempt.id}-abandon", attempt.provider_reference or ""),
+    )
     if cancelled.outcome in (Outcome.CANCELLED, Outcome.DECLINED):
         return ProviderResult(
             Outcome.DECLINED,
@@ -65,7 +72,7 @@ def _ask(gw: Gateway, attempt: Attempt, currency: str) -> ProviderResult:
     """The acquirer's truth about an attempt; re-send a capture or void it has not applied."""
     provider = gw.providers.get(attempt.provider)
     try:
-        result = provider.status(attempt.id, attempt.provider_reference)
+        result = ask_status(provider, attempt.id, attempt.provider_reference)
         waited = clock.now() - attempt.created_at
         if (
             result.outcome is Outcome.REDIRECT
@@ -85,9 +92,13 @@ def _ask(gw: Gateway, attempt: Attempt, currency: str) -> ProviderResult:
         unapplied = result.outcome is Outcome.REQUIRES_CAPTURE and key and reference
         if unapplied and attempt.pending_action == "capture":  # re-send, same key: idempotent
             amount_minor = attempt.action_amount_minor or 0
-            result = provider.capture(key, reference, amount_minor, currency)
+            result = send_action(
+                provider,
+                "capture",
+                lambda: provider.capture(key, reference, amount_minor, currency),
+            )
         elif unapplied and attempt.pending_action == "cancel":
-            result = provider.cancel(key, reference)
+            result = send_action(provider, "cancel", lambda: provider.cancel(key, reference))
     except Exception:
         log.exception("status query failed", extra={"attempt": attempt.id})
         return ProviderResult(Outcome.UNKNOWN)
@@ -151,7 +162,7 @@ def resolve_refunds(gw: Gateway, report: PassReport) -> None:
         )
     for refund in due:
         try:
-            result = gw.providers.get(refund.provider).refund_status(refund.id)
+            result = ask_refund_status(gw.providers.get(refund.provider), refund.id)
         except Exception:
             log.exception("refund status query failed", extra={"refund": refund.id})
             result = RefundResult(RefundOutcome.UNKNOWN)

@@ -23,8 +23,11 @@ from payments.api.app import create_app
 from payments.gateway import Gateway, build_gateway
 from payments.metrics import MULTIPROC_ENV
 from payments.models import Payment
+from payments.service import checkout
 from payments.service.outcomes import move
+from payments.service.resolution import run_pass
 from payments.states import PaymentStatus
+from providers import Card, RefundOutcome, RefundRequest, RefundResult
 from tests.conftest import PAYMENT, _truncate_postgres, auth, card, make_settings, new_agency
 from tests.integration.ledger_support import post, spec
 
@@ -128,6 +131,115 @@ def test_payments_and_acquirer_calls_by_outcome(client: FlaskClient, agency_key:
     errors = "gateway_acquirer_call_errors_total"
     assert grew(errors, acquirer="sandbox", call="authorize", error="unavailable") == 1
     assert grew(errors, acquirer="sandbox", call="refund", error="unavailable") == 0
+
+
+def test_every_status_a_payment_enters_is_counted_once_per_entry(
+    client: FlaskClient, agency_key: str
+) -> None:
+    """`created` on create, and `processing` again when a capture or a void of an
+    authorisation is sent, count as every other entry does."""
+    before = scrape(client)
+
+    def create(reference: str, **extra: object) -> str:
+        body = {**PAYMENT, "reference": reference, **extra}
+        created = client.post("/v1/payments", json=body, headers=auth(agency_key))
+        assert created.status_code == 201, created.json
+        assert created.json is not None and created.json["status"] == "created"
+        payment_id: str = created.json["id"]
+        return payment_id
+
+    def act(payment_id: str, action: str, body: dict[str, object], status: str) -> None:
+        path = f"/v1/payments/{payment_id}/{action}"
+        answer = client.post(path, json=body, headers=auth(agency_key))
+        assert answer.status_code == 200, answer.json
+        assert answer.json is not None and answer.json["status"] == status
+
+    paid = create("AUTO-1")
+    act(paid, "confirm", card(), "succeeded")
+    captured = create("MANUAL-1", capture_method="manual")
+    act(captured, "confirm", card(), "requires_capture")
+    act(captured, "capture", {}, "succeeded")
+    voided = create("MANUAL-2", capture_method="manual")
+    act(voided, "confirm", card(), "requires_capture")
+    act(voided, "cancel", {}, "cancelled")
+    dropped = create("DROPPED-1")
+    act(dropped, "cancel", {}, "cancelled")
+    after = scrape(client)
+
+    moved = "gateway_payments_total"
+    grown: dict[tuple[str, str], float] = {}
+    for (name, pairs), count in after.items():
+        labels = dict(pairs)
+        if name == moved and count != before.get((name, pairs), 0.0):
+            grown[labels["status"], labels["acquirer"]] = count - before.get((name, pairs), 0.0)
+    assert grown == {
+        ("created", "none"): 4,  # every create, before any acquirer is chosen
+        ("processing", "none"): 3,  # every confirm, before the acquirer answers
+        ("requires_capture", "sandbox"): 2,
+        ("processing", "sandbox"): 2,  # the capture and the void sent to the acquirer
+        ("succeeded", "sandbox"): 2,
+        ("cancelled", "sandbox"): 1,
+        ("cancelled", "none"): 1,
+    }
+
+
+def test_status_inquiries_are_timed_as_acquirer_calls(
+    client: FlaskClient, agency_key: str, gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's `status` and `refund_status` questions, and the hosted page's `status`
+    question when the payer is back from 3-D Secure, each count as one acquirer call; a
+    `no such charge` or `no such refund` is an answer, not an error."""
+    sandbox = gw.providers.get("sandbox")
+    before = scrape(client)
+    # A timeout after the charge: the worker asks the acquirer once and finds it succeeded.
+    timed_out = pay(client, agency_key, "4000000000005126", "TIMEOUT-1")
+    assert timed_out["status"] == "processing"
+    # A refund whose answer never came back: the worker asks about it; the sandbox knows no
+    # refund under its key, so it fails.
+    paid = pay(client, agency_key, "4242424242424242", "PAID-1")
+
+    def lost(request: RefundRequest) -> RefundResult:
+        return RefundResult(RefundOutcome.UNKNOWN, message="no answer")
+
+    monkeypatch.setattr(sandbox, "refund", lost)
+    refund = client.post(
+        f"/v1/payments/{paid['id']}/refunds", json={"amount": 100}, headers=auth(agency_key)
+    )
+    assert refund.status_code == 201 and refund.json is not None
+    assert refund.json["status"] == "pending"
+    report = run_pass(gw)
+    assert (report.attempts_resolved, report.refunds_resolved) == (1, 1)
+    # The payer back from the acquirer's 3-D Secure page: the page asks the acquirer.
+    created = client.post(
+        "/v1/payments", json={**PAYMENT, "reference": "3DS-1"}, headers=auth(agency_key)
+    )
+    assert created.json is not None
+    three_ds = Card(number="4000000000003220", exp_month=12, exp_year=2034, cvc="123")
+    sent = checkout.pay_with_card(gw, created.json["id"], three_ds, return_to="https://x.om/r")
+    assert sent.kind == "redirect"
+    assert checkout.return_from_acquirer(gw, created.json["id"]).view.status == "processing"
+    # A status question that raises is timed and counted as an exception, then handled.
+    timed_out_again = pay(client, agency_key, "4000000000005126", "TIMEOUT-2")
+
+    def broken(idempotency_key: str, reference: str | None) -> None:
+        raise ConnectionError("the acquirer hung up")
+
+    monkeypatch.setattr(sandbox, "status", broken)
+    assert run_pass(gw).attempts_waiting == 1
+    assert timed_out_again["status"] == "processing"
+    after = scrape(client)
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    calls = "gateway_acquirer_call_duration_seconds_count"
+    assert grew(calls, acquirer="sandbox", call="status") == 3
+    assert grew(calls, acquirer="sandbox", call="refund_status") == 1
+    errors = "gateway_acquirer_call_errors_total"
+    assert grew(errors, acquirer="sandbox", call="status", error="exception") == 1
+    assert grew(errors, acquirer="sandbox", call="status", error="unknown") == 0
+    assert grew(errors, acquirer="sandbox", call="status", error="unavailable") == 0
+    assert grew(errors, acquirer="sandbox", call="refund_status", error="unavailable") == 0
 
 
 def test_a_status_change_rolled_back_is_not_counted(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -46,6 +47,73 @@ def test_openapi_documents_every_endpoint(client: FlaskClient) -> None:
         "return_url",
     }
     assert create["properties"]["amount"]["maximum"] == 10**12
+
+
+def test_openapi_documents_the_operations_endpoints(client: FlaskClient) -> None:
+    """API.md §6: /healthz, /readyz, /metrics and /openapi.json, without a key, as they answer."""
+    spec = client.get("/openapi.json").json
+    assert spec is not None
+    paths = spec["paths"]
+    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+        assert set(paths[path]) == {"get"}, path
+        assert paths[path]["get"]["security"] == [], f"{path} takes no API key"
+        assert paths[path]["get"]["tags"] == ["operations"]
+    assert "operations" in {tag["name"] for tag in spec["tags"]}
+
+    def body_schema(path: str, status: str) -> dict[str, Any]:
+        schema: dict[str, Any] = paths[path]["get"]["responses"][status]["content"][
+            "application/json"
+        ]["schema"]
+        return schema
+
+    health = body_schema("/healthz", "200")
+    assert health["required"] == ["status"]
+    assert health["properties"]["status"]["enum"] == ["ok"]
+    assert set(paths["/readyz"]["get"]["responses"]) == {"200", "503"}
+    ready = body_schema("/readyz", "200")
+    assert ready["properties"]["status"]["enum"] == ["ok"]
+    assert ready["properties"]["database"]["enum"] == ["ok"]
+    down = body_schema("/readyz", "503")
+    assert set(down["required"]) == {"status", "database"}
+    assert down["properties"]["status"]["enum"] == ["unavailable"]
+    assert set(down["properties"]["database"]["enum"]) == {"unreachable", "migrations pending"}
+    metrics = paths["/metrics"]["get"]["responses"]
+    assert set(metrics) == {"200"}
+    assert set(metrics["200"]["content"]) == {"text/plain"}
+    assert set(body_schema("/openapi.json", "200")["required"]) == {"openapi", "info", "paths"}
+    # What they answer is what the document says.
+    assert client.get("/healthz").json == {"status": "ok"}
+    assert client.get("/readyz").json == {"status": "ok", "database": "ok"}
+    assert client.get("/metrics").mimetype == "text/plain"
+
+
+def test_openapi_documents_the_request_id_and_replay_headers(client: FlaskClient) -> None:
+    """`X-Request-Id` on every answer of every operation (API.md §2); `Idempotent-Replayed`
+    on the answers of a `POST` that an Idempotency-Key replays (200, 201 and 409) only."""
+    spec = client.get("/openapi.json").json
+    assert spec is not None
+    shared = spec["components"].get("responses", {})
+    answers = 0
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if method == "parameters":
+                continue
+            for status, response in operation["responses"].items():
+                if "$ref" in response:
+                    response = shared[response["$ref"].rsplit("/", 1)[1]]
+                headers = response.get("headers", {})
+                where = f"{method.upper()} {path} {status}"
+                assert headers.get("X-Request-Id", {}).get("required") is True, where
+                schema = headers["X-Request-Id"]["schema"]
+                assert schema == {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,100}$"}
+                replayable = method == "post" and status in ("200", "201", "409")
+                assert ("Idempotent-Replayed" in headers) is replayable, where
+                if replayable:
+                    replayed = headers["Idempotent-Replayed"]
+                    assert replayed["required"] is False
+                    assert replayed["schema"] == {"type": "string", "enum": ["true"]}
+                answers += 1
+    assert answers > 100
 
 
 def test_unknown_route_and_method(client: FlaskClient, agency_key: str) -> None:
@@ -101,7 +169,9 @@ def test_a_database_outage_answers_503(tmp_path: Path) -> None:
     assert response.status_code == 503
     assert response.json is not None and response.json["error"]["type"] == "unavailable"
     assert response.headers["Retry-After"] == "1"
-    assert client.get("/readyz").status_code == 503
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json == {"status": "unavailable", "database": "unreachable"}  # as documented
 
 
 def test_payer_details_show_on_one_payment_never_in_lists(
