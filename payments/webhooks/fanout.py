@@ -46,16 +46,19 @@ def enqueue(session: Session, event: Event) -> list[DeliveryJob]:
             WebhookEndpoint.livemode == event.livemode,
         ]
     )
-    endpoints = session.execute(
-        select(WebhookEndpoint)
-        .where(
-            *whose,
-            WebhookEndpoint.status == "enabled",
-            WebhookEndpoint.deleted_at.is_(None),
-        )
-        .order_by(WebhookEndpoint.id)
-        .limit(MAX_ENDPOINTS)
-    ).scalars()
+    # The endpoints are never among the session's pending changes: no flush before reading
+    # them, so that the change, its event and its jobs go to the database in one flush.
+    with session.no_autoflush:
+        endpoints = session.execute(
+            select(WebhookEndpoint)
+            .where(
+                *whose,
+                WebhookEndpoint.status == "enabled",
+                WebhookEndpoint.deleted_at.is_(None),
+            )
+            .order_by(WebhookEndpoint.id)
+            .limit(MAX_ENDPOINTS)
+        ).scalars()
     jobs = [new_job(event, e.id) for e in endpoints if subscribes(e, event.type)]
     session.add_all(jobs)
     return jobs

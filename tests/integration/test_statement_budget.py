@@ -25,7 +25,8 @@ BUDGET = {
     ("postgresql", "create keyed"): (4, 3),
     ("postgresql", "confirm keyed"): (11, 4),
     ("sqlite", "create"): (2, 1),
-    # SQLite writes a ledger posting as ten statements in-process (no round trips), and BEGIN IMMEDIATE counts.
+    # SQLite writes a ledger posting as ten statements in-process (no round trips), and
+    # BEGIN IMMEDIATE is a statement.
     ("sqlite", "confirm"): (20, 2),
     ("sqlite", "create keyed"): (7, 3),
     ("sqlite", "confirm keyed"): (25, 4),
