@@ -97,8 +97,7 @@ def move(session: Session, payment: Payment, target: PaymentStatus) -> None:
     payment.updated_at = clock.now()
     metrics.payment_moved(session, target.value, payment.provider)
     event_type = PAYMENT_EVENTS.get(target)
-    if event_type is not None:
-        session.flush()
+    if event_type is not None:  # written with the change, in the same flush
         payment_event(session, event_type, payment)
 
 
