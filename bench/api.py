@@ -1,6 +1,7 @@
 """Payments per second of the gateway beside a bare Flask yardstick, both under gunicorn with
 the gateway's server settings on the same database, driven by wrk; then the gateway paced at
-half its peak for its latency there.
+half its peak for its latency there (bench/paced.py: a constant-rate client, since wrk cannot
+pace gunicorn's sync workers fairly).
 
 Run by hand: `.venv/bin/python -m bench.api [--db postgresql|sqlite|both] [--seconds 10]
 [--connections 4] [--workers 2] [--rounds 2]`. It needs Debian's `wrk`. Each server runs on a
@@ -30,6 +31,8 @@ from pathlib import Path
 
 import psycopg
 
+from bench import paced
+
 BIN = Path(sys.executable).parent
 SCRIPT = Path(__file__).with_name("payment.lua")
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -40,8 +43,8 @@ WARM_UP_S = 3
 class Run:
     """One wrk run's whole-payment figures."""
 
-    payments: int
-    errors: int
+    payments: int | float
+    errors: int | float
     seconds: float
     p50_ms: float
     p99_ms: float
@@ -97,8 +100,14 @@ def serving(command: list[str], env: dict[str, str], log: Path, port: int) -> It
         process.wait(timeout=30)
 
 
-def wrk(url: str, key: str, seconds: float, connections: int, rate: float = 0.0) -> Run:
-    """`connections` wrk threads of one connection each; `rate` paces each (payments/s)."""
+def _paced(url: str, key: str, rate: float, seconds: float) -> dict[str, float]:
+    figures = paced.run(url, key, rate, seconds)
+    print(f"  (constant-rate client's own CPU: {figures.pop('client_cpu_s'):.2f} s)")
+    return figures
+
+
+def wrk(url: str, key: str, seconds: float, connections: int) -> Run:
+    """`connections` wrk threads of one connection each, as fast as the server answers."""
     done = subprocess.run(
         [
             "wrk",
@@ -114,7 +123,7 @@ def wrk(url: str, key: str, seconds: float, connections: int, rate: float = 0.0)
             str(SCRIPT),
             url,
         ],
-        env={**os.environ, "BENCH_KEY": key, "BENCH_RATE": str(rate)},
+        env={**os.environ, "BENCH_KEY": key},
         capture_output=True,
         text=True,
         timeout=seconds + 60,
@@ -196,7 +205,7 @@ def bench(db: str, seconds: float, connections: int, workers: int, rounds: int) 
                     runs["gateway"].append(wrk(gateway, key, seconds, connections))
                     runs["yardstick"].append(wrk(yardstick, key, seconds, connections))
                 peak = statistics.mean(run.rate for run in runs["gateway"])
-                paced = wrk(gateway, key, seconds, connections, rate=peak / 2 / connections)
+                paced = Run(**_paced(gateway, key, peak / 2, seconds))
             verified = subprocess.run(
                 [*cli, "ledger", "verify"],
                 env=env,

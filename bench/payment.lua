@@ -1,7 +1,6 @@
 -- wrk script for bench/api.py: each connection creates a payment and confirms it, again and
--- again. BENCH_KEY is the agency's API key; BENCH_RATE, if set, paces each connection to that
--- many payments a second (open loop: a payment's latency counts from when it was due, so a
--- slow server cannot hide its queue). done() prints one JSON line of whole-payment figures.
+-- again, as fast as the server answers. BENCH_KEY is the agency's API key. done() prints one
+-- JSON line of whole-payment figures.
 local ffi = require("ffi")
 ffi.cdef [[
 typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
@@ -22,7 +21,6 @@ function setup(thread)
 end
 
 local key = os.getenv("BENCH_KEY") or ""
-local rate = tonumber(os.getenv("BENCH_RATE") or "0")
 local headers = { ["Authorization"] = "Bearer " .. key, ["Content-Type"] = "application/json" }
 local create_body = '{"amount":12500,"currency":"OMR","description":"Benchmark fee",'
   .. '"return_url":"https://moh.example.om/done","reference":"BENCH-%s-%d-%d"}'
@@ -37,29 +35,12 @@ function init(args)
   started = 0
   n = 0
   run = os.time()
-  interval = rate > 0 and 1000 / rate or 0
-  due = nil
-end
-
-function delay()
-  if pending == nil and interval > 0 then
-    local now = now_ms()
-    if due == nil then due = now + math.random() * interval end
-    if due > now then return due - now end
-  end
-  return 0
 end
 
 function request()
   if pending == nil then
     n = n + 1
-    if interval > 0 then
-      due = due or now_ms() -- wrk sends each connection's first request without delay()
-      started = due
-      due = due + interval
-    else
-      started = now_ms()
-    end
+    started = now_ms()
     return wrk.format("POST", "/v1/payments", headers, string.format(create_body, run, tid, n))
   end
   return wrk.format("POST", "/v1/payments/" .. pending .. "/confirm", headers, confirm_body)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -15,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.orm import Session, sessionmaker
 
 from payments.errors import Unavailable
+from payments.writer_turn import WriterTurn
 
 SQLITE_BUSY_TIMEOUT_S = 30
 IDLE_PING_S = 5.0  # a pooled PostgreSQL connection idle this long is pinged before use
@@ -80,6 +82,10 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        path = engine.url.database if self.dialect == "sqlite" else None
+        self._turn = (
+            WriterTurn(Path(path), SQLITE_BUSY_TIMEOUT_S) if path and path != ":memory:" else None
+        )
         self._read = sessionmaker(engine, expire_on_commit=False)
         self._write = sessionmaker(
             engine.execution_options(gateway_write=True), expire_on_commit=False
@@ -88,7 +94,12 @@ class Database:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
         """One write transaction: committed when the block ends, rolled back if it raises."""
-        with _unavailable_on_outage(), self._write() as session, session.begin():
+        with (
+            _unavailable_on_outage(),
+            self._turn() if self._turn else contextlib.nullcontext(),
+            self._write() as session,
+            session.begin(),
+        ):
             yield session
 
     @contextlib.contextmanager
