@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ from payments.migrate import upgrade
 from payments.service import access
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# What the drills and fuzzers counted, for the end of the run: a passing test's output is hidden.
+_COUNTS: list[str] = []
 BACKENDS = ("sqlite", "postgresql")
 
 
@@ -186,3 +188,21 @@ def card(number: str = "4242424242424242") -> dict[str, Any]:
             "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
         }
     }
+
+
+@pytest.fixture
+def report_counts() -> Callable[[str], None]:
+    """Print a drill's or a fuzzer's counts, and repeat them at the end of the run."""
+
+    def report(text: str) -> None:
+        print(text)
+        _COUNTS.append(text.strip())
+
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _COUNTS:
+        terminalreporter.section("drill and fuzz counts")
+        for line in _COUNTS:
+            terminalreporter.write_line(line)

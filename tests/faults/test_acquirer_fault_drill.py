@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,9 @@ def _client(base_url: str, key: str, prefix: str, told: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_outcome_ends_as_the_acquirers_truth(
-    backend: str, tmp_path_factory: pytest.TempPathFactory
+    backend: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    report_counts: Callable[[str], None],
 ) -> None:
     workdir = tmp_path_factory.mktemp(f"fault-drill-{backend}")
     with database_for(backend, workdir) as url:
@@ -81,7 +84,7 @@ def test_every_outcome_ends_as_the_acquirers_truth(
         books = settle_and_read(gw, GATEWAY_SANDBOX_FAULTS="")
 
     charged = books.charged_per_payment
-    print(
+    report_counts(
         f"\nacquirer fault drill ({backend}, {FAULTS}): {len(told)} payments; told "
         f"{dict(Counter(told.values()))}; final {dict(Counter(books.status.values()))}; "
         f"failures {dict(Counter(f for f in books.failure.values() if f))}; "

@@ -13,6 +13,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import pytest
 
@@ -42,7 +43,9 @@ def _killer(server: Server, killed: threading.Event, seed: int) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_kill_9_loses_nothing_and_charges_nothing_twice(
-    backend: str, tmp_path_factory: pytest.TempPathFactory
+    backend: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    report_counts: Callable[[str], None],
 ) -> None:
     workdir = tmp_path_factory.mktemp(f"crash-drill-{backend}")
     seed = random.randrange(1 << 30)
@@ -72,7 +75,7 @@ def test_kill_9_loses_nothing_and_charges_nothing_twice(
 
         books = settle_and_read(gw)
 
-    print(
+    report_counts(
         f"\ncrash drill ({backend}, seed {seed}): {CLIENTS} clients, "
         f"{server.kills} kill -9s; created {len(tally.created)}, confirmed "
         f"{len(tally.confirmed)}, gave up {len(tally.gave_up)}; answers {dict(tally.answers)}; "

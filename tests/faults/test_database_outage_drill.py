@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -113,7 +113,7 @@ def _outages(
 
 
 def test_postgres_away_and_back_loses_nothing_and_recovers_by_itself(
-    postgres: PostgresServer, tmp_path: Path
+    postgres: PostgresServer, tmp_path: Path, report_counts: Callable[[str], None]
 ) -> None:
     workdir = tmp_path / "gateway"
     workdir.mkdir()
@@ -188,7 +188,7 @@ def test_postgres_away_and_back_loses_nothing_and_recovers_by_itself(
             server.stop()
         books = settle_and_read(gw)
 
-    print(
+    report_counts(
         f"\ndatabase outage drill (seed {seed}): {postgres.stops} stops of PostgreSQL "
         f"({OUTAGE_S} s each), {CLIENTS} clients; created {len(tally.created)}, confirmed "
         f"{len(tally.confirmed)}, gave up {len(tally.gave_up)}; answers {dict(tally.answers)}; "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -43,7 +43,7 @@ def server(
 
 
 def test_a_receiver_down_for_the_whole_run_gets_every_event_once_it_is_back(
-    server: WebhookGateway,
+    server: WebhookGateway, report_counts: Callable[[str], None]
 ) -> None:
     moh = server.caller("om-moh")
     with Receiver() as receiver, workers_of(server) as start_worker:
@@ -82,7 +82,7 @@ def test_a_receiver_down_for_the_whole_run_gets_every_event_once_it_is_back(
         wait_until(delivered, timeout_s=60)
         posts = receiver.posts()
         arrivals = collections.Counter(p.headers["webhook-id"] for p in posts)
-        print(
+        report_counts(
             f"\nwebhook outage drill ({server.backend}): {PAYMENTS} events, "
             f"{len(log)} failed attempts while down, {recovered['requeued']} requeued by recovery, "
             f"{len(posts)} deliveries after, {len(arrivals)} distinct events"

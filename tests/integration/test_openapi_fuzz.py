@@ -345,7 +345,9 @@ def _fuzz_operation(fuzz: Fuzz, operation: AnyOperation) -> None:
     run()
 
 
-def test_every_answer_is_the_documented_one(fuzz: Fuzz) -> None:
+def test_every_answer_is_the_documented_one(
+    fuzz: Fuzz, report_counts: Callable[[str], None]
+) -> None:
     schema = schemathesis.openapi.from_wsgi("/openapi.json", fuzz.app, config=_config())
     failures: list[str] = []
     operations = 0
@@ -359,9 +361,15 @@ def test_every_answer_is_the_documented_one(fuzz: Fuzz) -> None:
             _fuzz_operation(fuzz, operation)
         except (Exception, BaseExceptionGroup) as exc:  # every operation runs, every failure shown
             failures.append(f"{operation.label} ({fuzz.role} key):\n{exc}")
-    print(f"openapi fuzz: {operations} operations, {EXAMPLES} examples per mode, {fuzz.role} key")
     for label, counts in fuzz.statuses.items():
         print(f"  {label}: " + " ".join(f"{code}x{n}" for code, n in sorted(counts.items())))
+    answers = Counter(
+        f"{code // 100}xx" for counts in fuzz.statuses.values() for code in counts.elements()
+    )
+    report_counts(
+        f"openapi fuzz ({fuzz.role} key): {operations} operations, {EXAMPLES} examples per "
+        f"mode, answers {dict(sorted(answers.items()))}"
+    )
     assert operations >= 28, "the document lost operations"
     assert not failures, f"{len(failures)} operations disagree with /openapi.json:\n\n" + (
         "\n\n".join(failures)
