@@ -25,13 +25,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
-
 from bench import paced
+from bench.payments import free_port
+from bench.webhooks import database
 
 BIN = Path(sys.executable).parent
 SCRIPT = Path(__file__).with_name("payment.lua")
@@ -54,27 +53,13 @@ class Run:
         return self.payments / self.seconds
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
-def database(db: str, tmp: Path, name: str) -> Iterator[str]:
-    """A fresh database: a new PostgreSQL database (dropped afterwards) or a SQLite file."""
-    if db == "sqlite":
-        yield f"sqlite:///{tmp / name}.db"
-        return
-    dbname = f"gwbench_{name}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(POSTGRES, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{dbname}"
-    finally:
-        with psycopg.connect(POSTGRES, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+def databases(db: str, tmp: Path) -> Iterator[tuple[str, str]]:
+    """Fresh databases for the gateway and the yardstick, each in a directory of its own."""
+    (tmp / "api").mkdir()
+    (tmp / "bare").mkdir()
+    with database(db, str(tmp / "api")) as gateway, database(db, str(tmp / "bare")) as bare:
+        yield gateway, bare
 
 
 @contextlib.contextmanager
@@ -155,7 +140,7 @@ def bench(db: str, seconds: float, connections: int, workers: int, rounds: int) 
     """Both servers on fresh `db` databases; prints the table and returns the gateway's peak."""
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        with database(db, tmp, "api") as gw_url, database(db, tmp, "bare") as bare_url:
+        with databases(db, tmp) as (gw_url, bare_url):
             env = gateway_env(tmp, gw_url)
             cli = [str(BIN / "gateway")]
             subprocess.run(
