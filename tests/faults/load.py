@@ -46,11 +46,19 @@ def is_unavailable(response: requests.Response) -> bool:
     return isinstance(error, dict) and error.get("code") == "unavailable"
 
 
+def retry_after(response: requests.Response) -> float:
+    """The seconds a 429 asks the client to wait (API.md: always a `Retry-After`)."""
+    value = response.headers.get("Retry-After", "")
+    assert value.isdigit(), f"429 without a Retry-After in seconds: {response.headers}"
+    return float(value)
+
+
 def send(
     session: requests.Session, tally: Tally, url: str, key: str, idem: str, body: dict[str, Any]
 ) -> requests.Response | None:
     """POST until a definitive answer, as a backend following API.md would: the same key and
-    body again after a lost connection, a 5xx, or 409 `idempotency_key_in_use`."""
+    body again after a lost connection, a 5xx, or 409 `idempotency_key_in_use`, and after
+    a 429 `rate_limited` once its `Retry-After` has passed."""
     deadline = time.monotonic() + RETRY_BUDGET_S
     while time.monotonic() < deadline:
         try:
@@ -76,6 +84,10 @@ def send(
         if response.status_code == 409 and "idempotency_key_in_use" in response.text:
             tally.saw("409 idempotency_key_in_use")
             time.sleep(0.5)
+            continue
+        if response.status_code == 429:
+            tally.saw("429 rate_limited")
+            time.sleep(min(retry_after(response), max(0.0, deadline - time.monotonic())))
             continue
         tally.saw(f"HTTP {response.status_code}")
         return response
