@@ -80,7 +80,7 @@ class StatementSchema(Schema):
 
 
 @blp.route("/trial-balance", methods=["GET"])
-@blp.arguments(TrialBalanceQuerySchema, location="query")
+@blp.arguments(TrialBalanceQuerySchema(), location="query")
 @blp.response(200, TrialBalanceSchema)
 @blp.alt_response(403, schema=ErrorSchema, description="Finance keys only")
 def trial_balance(args: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def trial_balance(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/accounts/<string:code>/statement", methods=["GET"])
-@blp.arguments(StatementQuerySchema, location="query")
+@blp.arguments(StatementQuerySchema(), location="query")
 @blp.response(200, StatementSchema)
 @blp.alt_response(403, schema=ErrorSchema, description="Finance keys only")
 @blp.alt_response(404, schema=ErrorSchema, description="No such account")

@@ -29,7 +29,7 @@ def listing(rows: list[Any], has_more: bool) -> dict[str, Any]:
 
 @blp.route("", methods=["POST"], errors=(403,))
 @blp.arguments(
-    PaymentCreateSchema,
+    PaymentCreateSchema(),
     example={
         "amount": 12500,
         "currency": "OMR",
@@ -59,7 +59,7 @@ def create_payment(args: dict[str, Any]) -> Payment:
 
 
 @blp.route("", methods=["GET"])
-@blp.arguments(PaymentListQuerySchema, location="query")
+@blp.arguments(PaymentListQuerySchema(), location="query")
 @blp.response(200, PaymentListSchema)
 def list_payments(args: dict[str, Any]) -> dict[str, Any]:
     """List payments, newest first."""
@@ -84,7 +84,7 @@ def get_payment(payment_id: str) -> Payment:
 
 @blp.route("/<string:payment_id>/confirm", methods=["POST"], errors=(403,))
 @blp.arguments(
-    ConfirmSchema,
+    ConfirmSchema(),
     example={
         "payment_method": {
             "type": "card",
@@ -112,7 +112,7 @@ def confirm_payment(args: dict[str, Any], payment_id: str) -> Payment:
 
 
 @blp.route("/<string:payment_id>/capture", methods=["POST"], errors=(403, 502))
-@blp.arguments(CaptureSchema, example={"amount": 12500})
+@blp.arguments(CaptureSchema(), example={"amount": 12500})
 @blp.response(200, PaymentSchema)
 @blp.alt_response(409, schema=ErrorSchema, description="Only from requires_capture")
 def capture_payment(args: dict[str, Any], payment_id: str) -> Payment:
@@ -121,7 +121,7 @@ def capture_payment(args: dict[str, Any], payment_id: str) -> Payment:
 
 
 @blp.route("/<string:payment_id>/cancel", methods=["POST"], errors=(403, 502))
-@blp.arguments(CancelSchema)
+@blp.arguments(CancelSchema())
 @blp.response(200, PaymentSchema)
 @blp.alt_response(409, schema=ErrorSchema, description="Only from created or requires_capture")
 def cancel_payment(_args: dict[str, Any], payment_id: str) -> Payment:

@@ -16,7 +16,7 @@ blp = ApiBlueprint("reads", __name__, url_prefix="/v1", description="Events and 
 
 
 @blp.route("/events", methods=["GET"])
-@blp.arguments(EventListQuerySchema, location="query")
+@blp.arguments(EventListQuerySchema(), location="query")
 @blp.response(200, EventListSchema)
 def list_events(args: dict[str, Any]) -> dict[str, Any]:
     """Events, newest first, each the same JSON as its webhook body."""

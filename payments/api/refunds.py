@@ -22,7 +22,7 @@ blp = ApiBlueprint("refunds", __name__, url_prefix="/v1", description="Refunds")
 
 
 @blp.route("/payments/<string:payment_id>/refunds", methods=["POST"], errors=(403,))
-@blp.arguments(RefundCreateSchema, example={"amount": 2500, "reason": "Duplicate payment"})
+@blp.arguments(RefundCreateSchema(), example={"amount": 2500, "reason": "Duplicate payment"})
 @blp.response(201, RefundSchema)
 @blp.alt_response(409, schema=ErrorSchema, description="Only a succeeded payment")
 @blp.alt_response(422, schema=ErrorSchema, description="amount_exceeds_refundable")
@@ -34,7 +34,7 @@ def create_refund(args: dict[str, Any], payment_id: str) -> Refund:
 
 
 @blp.route("/payments/<string:payment_id>/refunds", methods=["GET"])
-@blp.arguments(ListQuerySchema, location="query")
+@blp.arguments(ListQuerySchema(), location="query")
 @blp.response(200, RefundListSchema)
 def list_refunds(args: dict[str, Any], payment_id: str) -> dict[str, Any]:
     """A payment's refunds, newest first."""

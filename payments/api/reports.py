@@ -109,7 +109,7 @@ _FILE = {"schema": {"type": "string", "format": "binary"}}
 
 
 @blp.route("/reconciliation", methods=["GET"])
-@blp.arguments(ReportQuerySchema, location="query")
+@blp.arguments(ReportQuerySchema(), location="query")
 @blp.doc(
     responses={
         "200": {
@@ -162,7 +162,7 @@ def reconciliation(args: dict[str, Any]) -> Response:
 
 
 @blp.route("/reconciliation/resolutions", methods=["POST"])
-@blp.arguments(ResolutionInSchema)
+@blp.arguments(ResolutionInSchema())
 @blp.response(201, ResolutionSchema)
 @blp.alt_response(403, schema=ErrorSchema, description="Finance keys only")
 @blp.alt_response(404, schema=ErrorSchema, description="No such item for this provider")

@@ -80,7 +80,7 @@ class SettlementListSchema(Schema):
 
 
 @blp.route("", methods=["POST"])
-@blp.arguments(SettlementUploadSchema, location="multipart")
+@blp.arguments(SettlementUploadSchema(), location="multipart")
 @blp.response(201, SettlementSchema)
 @blp.alt_response(200, schema=SettlementSchema, description="The same file, imported before")
 @blp.alt_response(403, schema=ErrorSchema, description="Finance keys only")
@@ -97,7 +97,7 @@ def create(upload_args: dict[str, Any]) -> tuple[dict[str, Any], int]:
 
 
 @blp.route("", methods=["GET"])
-@blp.arguments(SettlementListQuerySchema, location="query")
+@blp.arguments(SettlementListQuerySchema(), location="query")
 @blp.response(200, SettlementListSchema)
 @blp.alt_response(403, schema=ErrorSchema, description="Finance keys only")
 def list_(args: dict[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,7 @@ ENDPOINT = "/webhook-endpoints/<string:endpoint_id>"
 
 @blp.route("/webhook-endpoints", methods=["POST"])
 @blp.arguments(
-    EndpointCreateSchema,
+    EndpointCreateSchema(),
     example={"url": "https://moh.example.om/gateway-events", "events": ["*"]},
 )
 @blp.response(201, WebhookEndpointWithSecretSchema)
@@ -50,7 +50,7 @@ def create_endpoint(args: dict[str, Any]) -> service.IssuedSecret:
 
 
 @blp.route("/webhook-endpoints", methods=["GET"])
-@blp.arguments(ListQuerySchema, location="query")
+@blp.arguments(ListQuerySchema(), location="query")
 @blp.response(200, WebhookEndpointListSchema)
 def list_endpoints(args: dict[str, Any]) -> dict[str, Any]:
     """Endpoints, newest first."""
@@ -67,7 +67,7 @@ def get_endpoint(endpoint_id: str) -> WebhookEndpoint:
 
 
 @blp.route(ENDPOINT, methods=["POST"])
-@blp.arguments(EndpointUpdateSchema)
+@blp.arguments(EndpointUpdateSchema())
 @blp.response(200, WebhookEndpointSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No such endpoint")
 def update_endpoint(args: dict[str, Any], endpoint_id: str) -> WebhookEndpoint:
@@ -90,7 +90,7 @@ def delete_endpoint(endpoint_id: str) -> dict[str, Any]:
 
 
 @blp.route(ENDPOINT + "/rotate-secret", methods=["POST"])
-@blp.arguments(RotateSecretSchema)
+@blp.arguments(RotateSecretSchema())
 @blp.response(200, WebhookEndpointWithSecretSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No such endpoint")
 def rotate_secret(args: dict[str, Any], endpoint_id: str) -> service.IssuedSecret:
@@ -99,7 +99,7 @@ def rotate_secret(args: dict[str, Any], endpoint_id: str) -> service.IssuedSecre
 
 
 @blp.route(ENDPOINT + "/deliveries", methods=["GET"])
-@blp.arguments(DeliveryListQuerySchema, location="query")
+@blp.arguments(DeliveryListQuerySchema(), location="query")
 @blp.response(200, DeliveryListSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No such endpoint")
 def list_deliveries(args: dict[str, Any], endpoint_id: str) -> dict[str, Any]:
@@ -112,7 +112,7 @@ def list_deliveries(args: dict[str, Any], endpoint_id: str) -> dict[str, Any]:
 
 
 @blp.route(ENDPOINT + "/recover", methods=["POST"])
-@blp.arguments(RecoverSchema)
+@blp.arguments(RecoverSchema())
 @blp.response(200, RecoverySchema)
 @blp.alt_response(409, schema=ErrorSchema, description="The endpoint is disabled")
 def recover(args: dict[str, Any], endpoint_id: str) -> service.Recovery:
@@ -121,7 +121,7 @@ def recover(args: dict[str, Any], endpoint_id: str) -> service.Recovery:
 
 
 @blp.route("/events/<string:event_id>/redeliver", methods=["POST"])
-@blp.arguments(RedeliverSchema)
+@blp.arguments(RedeliverSchema())
 @blp.response(200, RedeliverySchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No such event or endpoint")
 @blp.alt_response(409, schema=ErrorSchema, description="The endpoint is disabled")
