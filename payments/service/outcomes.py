@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import ledger
-from payments import clock, metrics, postings
+from payments import clock, metrics, postings, rows
 from payments.ids import new_id
 from payments.models import Attempt, Payment, Refund
 from payments.outbox import payment_event, refund_event
@@ -171,7 +171,7 @@ def open_attempt(
         created_at=now,
         updated_at=now,
     )
-    session.add(attempt)
+    rows.insert(session, attempt)
     return attempt
 
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from payments import clock, idempotency, metrics
+from payments import clock, idempotency, metrics, rows
 from payments.checkout.tokens import page_url
 from payments.errors import Conflict, NotFound, ProviderFailed, ValidationFailed
 from payments.gateway import Gateway
@@ -96,8 +96,8 @@ def paginate(
 ) -> tuple[list[Any], bool]:
     if page.starting_after is not None:
         query = query.where(model.id < page.starting_after)
-    rows = list(session.execute(query.order_by(model.id.desc()).limit(page.limit + 1)).scalars())
-    return rows[: page.limit], len(rows) > page.limit
+    found = list(session.execute(query.order_by(model.id.desc()).limit(page.limit + 1)).scalars())
+    return found[: page.limit], len(found) > page.limit
 
 
 def create_payment(gw: Gateway, principal: Principal, new: NewPayment) -> Payment:
@@ -141,7 +141,7 @@ def create_payment(gw: Gateway, principal: Principal, new: NewPayment) -> Paymen
             updated_at=now,
             expires_at=now + dt.timedelta(seconds=gw.settings.payment_expiry_s),
         )
-        session.add(payment)
+        rows.insert(session, payment)
         metrics.payment_moved(session, payment.status, payment.provider)
         idempotency.committed(session, payment_id)
     log.info("payment created", extra={"payment": payment_id, "agency": agency.id})

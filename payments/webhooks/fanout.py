@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from payments import rows
 from payments.ids import new_id
 from payments.models import Event
 from payments.webhooks.models import DeliveryJob, WebhookEndpoint
@@ -14,8 +15,13 @@ ALL_EVENTS = "*"
 MAX_ENDPOINTS = 16  # per agency and mode
 
 
+def subscribed(events: list[str], event_type: str) -> bool:
+    """Whether an endpoint subscribed to `events` hears an event of `event_type`."""
+    return ALL_EVENTS in events or event_type in events
+
+
 def subscribes(endpoint: WebhookEndpoint, event_type: str) -> bool:
-    return ALL_EVENTS in endpoint.events or event_type in endpoint.events
+    return subscribed(endpoint.events, event_type)
 
 
 def new_job(event: Event, endpoint_id: str, *, requeued: bool = False) -> DeliveryJob:
@@ -47,18 +53,21 @@ def enqueue(session: Session, event: Event) -> list[DeliveryJob]:
         ]
     )
     # The endpoints are never among the session's pending changes: no flush before reading
-    # them, so that the change, its event and its jobs go to the database in one flush.
-    with session.no_autoflush:
-        endpoints = session.execute(
-            select(WebhookEndpoint)
-            .where(
-                *whose,
-                WebhookEndpoint.status == "enabled",
-                WebhookEndpoint.deleted_at.is_(None),
-            )
-            .order_by(WebhookEndpoint.id)
-            .limit(MAX_ENDPOINTS)
-        ).scalars()
-    jobs = [new_job(event, e.id) for e in endpoints if subscribes(e, event.type)]
-    session.add_all(jobs)
+    # them. Only their ids and subscriptions are read, as plain rows.
+    endpoints = session.connection().execute(
+        select(WebhookEndpoint.id, WebhookEndpoint.events)
+        .where(
+            *whose,
+            WebhookEndpoint.status == "enabled",
+            WebhookEndpoint.deleted_at.is_(None),
+        )
+        .order_by(WebhookEndpoint.id)
+        .limit(MAX_ENDPOINTS)
+    )
+    jobs = [
+        new_job(event, endpoint_id)
+        for endpoint_id, events in endpoints
+        if subscribed(events, event.type)
+    ]
+    rows.insert(session, *jobs)
     return jobs
