@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from payments import clock, idempotency, metrics, rows
@@ -77,15 +77,45 @@ def scoped(query: QueryT, model: Any, principal: Principal) -> QueryT:
     return query.where(model.agency_id == principal.agency_id, model.livemode == principal.livemode)
 
 
+def _own(query: QueryT, model: Any) -> QueryT:
+    """`query` restricted to the agency and mode bound as `agency_id` and `livemode`."""
+    return query.where(
+        model.agency_id == bindparam("agency_id"), model.livemode == bindparam("livemode")
+    )
+
+
+def _scope(principal: Principal) -> dict[str, Any]:
+    """The values `_own` binds for a principal."""
+    return {"agency_id": principal.agency_id, "livemode": principal.livemode}
+
+
+# The hot path's reads, built once with bound parameters: (the principal's own only, locked).
+_PAYMENT = select(Payment).where(Payment.id == bindparam("payment_id"))
+_PAYMENTS = {
+    (False, False): _PAYMENT,
+    (False, True): _PAYMENT.with_for_update(),
+    (True, False): _own(_PAYMENT, Payment),
+    (True, True): _own(_PAYMENT, Payment).with_for_update(),
+}
+# The payment and one of its attempts, locked in one statement: payment first, as everywhere
+# (PostgreSQL locks a join's rows in the order of its FROM list).
+_WITH_ATTEMPT = (
+    select(Payment, Attempt)
+    .join(Attempt, Attempt.payment_id == Payment.id)
+    .where(Payment.id == bindparam("payment_id"), Attempt.id == bindparam("attempt_id"))
+    .with_for_update()
+)
+_WITH_ATTEMPTS = {False: _WITH_ATTEMPT, True: _own(_WITH_ATTEMPT, Payment)}
+
+
 def load_payment(
     session: Session, principal: Principal, payment_id: str, *, lock: bool = False
 ) -> Payment:
     if not is_id(payment_id, "pay"):
         raise NotFound(f"no payment {payment_id[:40]!r}", param="id")
-    query = scoped(select(Payment).where(Payment.id == payment_id), Payment, principal)
-    if lock:
-        query = query.with_for_update()
-    payment: Payment | None = session.execute(query).scalar_one_or_none()
+    own = not principal.is_finance
+    params = {"payment_id": payment_id, **(_scope(principal) if own else {})}
+    payment: Payment | None = session.execute(_PAYMENTS[own, lock], params).scalar_one_or_none()
     if payment is None:
         raise NotFound(f"no payment {payment_id}", param="id")
     return payment
@@ -299,17 +329,13 @@ def charge_card(
 def _lock_with_attempt(
     session: Session, principal: Principal | None, payment_id: str, attempt_id: str
 ) -> tuple[Payment, Attempt]:
-    """The payment and one of its attempts, locked in one statement (payment first, as
-    everywhere: PostgreSQL locks a join's rows in the order of its FROM list)."""
-    query = (
-        select(Payment, Attempt)
-        .join(Attempt, Attempt.payment_id == Payment.id)
-        .where(Payment.id == payment_id, Attempt.id == attempt_id)
-        .with_for_update()
-    )
-    if principal is not None:
-        query = scoped(query, Payment, principal)
-    row = session.execute(query).one_or_none()
+    """The payment and one of its attempts, locked in one statement."""
+    own = principal is not None and not principal.is_finance
+    params = {"payment_id": payment_id, "attempt_id": attempt_id}
+    if own:
+        assert principal is not None
+        params.update(_scope(principal))
+    row = session.execute(_WITH_ATTEMPTS[own], params).one_or_none()
     if row is None:
         raise NotFound(f"no payment {payment_id}", param="id")
     return row[0], row[1]

@@ -3,7 +3,7 @@ that an event committed is an event that will be delivered."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from payments import rows
@@ -24,6 +24,27 @@ def subscribes(endpoint: WebhookEndpoint, event_type: str) -> bool:
     return subscribed(endpoint.events, event_type)
 
 
+def _enabled_endpoints(*whose: ColumnElement[bool]) -> Select[str, list[str]]:
+    """The ids and subscriptions of the enabled endpoints `whose` selects, as plain rows:
+    built once, so a fan-out neither builds a query nor flushes the session first (the
+    endpoints are never among its pending changes)."""
+    return (
+        select(WebhookEndpoint.id, WebhookEndpoint.events)
+        .where(*whose, WebhookEndpoint.status == "enabled", WebhookEndpoint.deleted_at.is_(None))
+        .order_by(WebhookEndpoint.id)
+        .limit(MAX_ENDPOINTS)
+    )
+
+
+# An agency's endpoints in the event's mode; finance keys' endpoints have no mode: they hear test
+# and live acquirers alike, and the event's data says which (`livemode`).
+_AGENCY_ENDPOINTS = _enabled_endpoints(
+    WebhookEndpoint.agency_id == bindparam("agency_id"),
+    WebhookEndpoint.livemode == bindparam("livemode"),
+)
+_FINANCE_ENDPOINTS = _enabled_endpoints(WebhookEndpoint.agency_id.is_(None))
+
+
 def new_job(event: Event, endpoint_id: str, *, requeued: bool = False) -> DeliveryJob:
     return DeliveryJob(
         id=new_id("wj"),
@@ -42,31 +63,15 @@ def new_job(event: Event, endpoint_id: str, *, requeued: bool = False) -> Delive
 def enqueue(session: Session, event: Event) -> list[DeliveryJob]:
     """Add a delivery job for each enabled endpoint that subscribes to the event's type: its
     agency's in its mode, or for a finance event, the finance keys'."""
-    whose = (
-        # Finance keys have no mode: their endpoints hear test and live acquirers alike, and the
-        # event's data says which (`livemode`).
-        [WebhookEndpoint.agency_id.is_(None)]
-        if event.agency_id is None
-        else [
-            WebhookEndpoint.agency_id == event.agency_id,
-            WebhookEndpoint.livemode == event.livemode,
-        ]
-    )
-    # The endpoints are never among the session's pending changes: no flush before reading
-    # them. Only their ids and subscriptions are read, as plain rows.
-    endpoints = session.connection().execute(
-        select(WebhookEndpoint.id, WebhookEndpoint.events)
-        .where(
-            *whose,
-            WebhookEndpoint.status == "enabled",
-            WebhookEndpoint.deleted_at.is_(None),
+    if event.agency_id is None:
+        found = session.connection().execute(_FINANCE_ENDPOINTS)
+    else:
+        found = session.connection().execute(
+            _AGENCY_ENDPOINTS, {"agency_id": event.agency_id, "livemode": event.livemode}
         )
-        .order_by(WebhookEndpoint.id)
-        .limit(MAX_ENDPOINTS)
-    )
     jobs = [
         new_job(event, endpoint_id)
-        for endpoint_id, events in endpoints
+        for endpoint_id, events in found
         if subscribed(events, event.type)
     ]
     rows.insert(session, *jobs)
