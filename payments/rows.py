@@ -1,20 +1,34 @@
-"""New rows written by one Core INSERT each, outside the ORM's unit of work: for objects the
-hot path creates once and does not change again in the same transaction."""
+"""Rows written by Core statements outside the ORM's unit of work: new objects by one INSERT
+each, and the column changes of loaded objects by one UPDATE each, for the hot path, whose
+objects are few and whose flushes cost more than their statements."""
 
 from __future__ import annotations
 
 import functools
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, inspect
+from sqlalchemy import Insert, Table, Update, bindparam, inspect
 from sqlalchemy import insert as sa_insert
-from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy import update as sa_update
+from sqlalchemy.orm import DeclarativeBase, InstanceState, Session
+from sqlalchemy.orm.base import NO_VALUE
+from sqlalchemy.orm.exc import StaleDataError
+
+KEY = "row_key"  # the bound name of the primary key in `update_of`: no column is called so
 
 
 @functools.cache
-def _columns(model: type[DeclarativeBase]) -> tuple[tuple[str, str], ...]:
-    """(attribute, column name) of each column a mapped class maps."""
-    return tuple((attr.key, attr.columns[0].name) for attr in inspect(model).column_attrs)
+def _columns(model: type[DeclarativeBase]) -> dict[str, str]:
+    """Column name by attribute name of each column a mapped class maps."""
+    return {attr.key: attr.columns[0].name for attr in inspect(model).column_attrs}
+
+
+@functools.cache
+def _position(model: type[DeclarativeBase]) -> int:
+    """The place of a class's table in the order the schema's foreign keys give (parents
+    first), which is the order the unit of work writes tables in."""
+    table = cast(Table, model.__table__)
+    return [t.name for t in table.metadata.sorted_tables].index(table.name)
 
 
 @functools.cache
@@ -23,17 +37,69 @@ def insert_into(model: type[DeclarativeBase]) -> Insert:
     return sa_insert(cast(Table, model.__table__))
 
 
+@functools.cache
+def update_of(model: type[DeclarativeBase]) -> Update:
+    """A Core UPDATE of one row of a mapped class's table, by its single-column primary key
+    bound as `KEY`; the columns it sets are those given with the key."""
+    table = cast(Table, model.__table__)
+    (key,) = table.primary_key.columns
+    return sa_update(table).where(key == bindparam(KEY))
+
+
 def values(obj: DeclarativeBase) -> dict[str, Any]:
     """The column values set on a new mapped object, keyed by column name; a column left unset
     takes its default in the INSERT."""
     state = obj.__dict__
-    return {column: state[key] for key, column in _columns(type(obj)) if key in state}
+    return {column: state[key] for key, column in _columns(type(obj)).items() if key in state}
 
 
 def insert(session: Session, *objects: DeclarativeBase) -> None:
     """INSERT `objects` (new, of one mapped class, with the same columns set) now, in the
-    session's transaction. They stay outside the session: later changes to them are not
-    written, and a query in this transaction sees the rows, not these objects."""
-    if not objects:
+    session's transaction, after writing the session's pending changes (`flush`). They stay
+    outside the session: later changes to them are not written, and a query in this
+    transaction sees the rows, not these objects."""
+    flush(session)
+    if objects:
+        session.execute(insert_into(type(objects[0])), [values(obj) for obj in objects])
+
+
+def _changes(state: InstanceState[Any]) -> dict[str, Any] | None:
+    """The changed columns of a loaded object (column name to new value), or None if it has
+    changes that are not plain columns (which only the unit of work writes)."""
+    columns = _columns(cast(type[DeclarativeBase], state.class_))
+    changed: dict[str, Any] = {}
+    for key, old in state.committed_state.items():
+        column = columns.get(key)
+        if column is None:
+            return None
+        new = state.dict[key]
+        if old is NO_VALUE or old != new:
+            changed[column] = new
+    return changed
+
+
+def flush(session: Session) -> None:
+    """Write the column changes of the session's loaded objects, each with one UPDATE by its
+    primary key (tables in the unit of work's order, rows by key), and mark them written.
+    With new or deleted objects pending, or a change that is not a plain column, it writes
+    nothing and leaves everything to the unit of work, which flushes before the next query."""
+    if session.new or session.deleted:
         return
-    session.execute(insert_into(type(objects[0])), [values(obj) for obj in objects])
+    states = sorted(
+        (inspect(obj) for obj in session.dirty),
+        key=lambda s: (_position(s.class_), s.identity),
+    )
+    writes = []
+    for state in states:
+        changed = _changes(state)
+        if changed is None or len(state.mapper.primary_key) != 1:
+            return
+        writes.append((state, changed))
+    for state, changed in writes:
+        if changed:
+            (key,) = state.identity
+            done = session.connection().execute(update_of(state.class_), {KEY: key, **changed})
+            if done.rowcount != 1:
+                raise StaleDataError(f"{state.class_.__name__} {key!r} was not updated")
+        # What the unit of work does to an object it has written: nothing left pending.
+        state._commit_all(state.dict, session.identity_map)

@@ -1,0 +1,104 @@
+"""Core writes outside the unit of work (payments/rows.py), on both databases: a change to a
+loaded object is one UPDATE, the object is left with nothing pending, a later change is still
+written, and anything the Core writes cannot do alone is left whole to the ORM."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
+
+from payments import rows
+from payments.gateway import Gateway
+from payments.models import Event, Payment
+from tests.conftest import PAYMENT, auth
+
+EVENT_ID = "evt_rows000000000000000000"
+
+
+@contextlib.contextmanager
+def statements(engine: Engine) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        seen.append(" ".join(sql.split()).upper())
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+@pytest.fixture
+def payment_id(client: FlaskClient, agency_key: str) -> str:
+    created = client.post("/v1/payments", json=PAYMENT, headers=auth(agency_key))
+    assert created.status_code == 201, created.json
+    return str(created.json["id"])  # type: ignore[index]
+
+
+def test_a_changed_object_is_one_update_and_then_clean(gw: Gateway, payment_id: str) -> None:
+    with gw.db.transaction() as session:
+        payment = session.get(Payment, payment_id)
+        assert payment is not None
+        payment.description = "Renewed certificate fee"
+        payment.extra = {"file": "A-17"}  # the attribute of the column `metadata`
+        payment.reference = payment.reference  # set to what it was: no change to write
+        with statements(gw.db.engine) as seen:
+            rows.flush(session)
+            assert not session.dirty
+            session.flush()  # the unit of work finds nothing left to write
+        updates = [s for s in seen if s.startswith("UPDATE")]
+        assert len(updates) == 1 and len(seen) == 1, seen
+        assert "DESCRIPTION" in updates[0] and "METADATA" in updates[0]
+        assert "REFERENCE" not in updates[0]
+        payment.status = "canceled"  # a change after the Core write is still the ORM's to write
+    with gw.db.read() as session:
+        stored = session.execute(select(Payment).where(Payment.id == payment_id)).scalar_one()
+        assert (stored.description, stored.extra, stored.status) == (
+            "Renewed certificate fee",
+            {"file": "A-17"},
+            "canceled",
+        )
+
+
+def test_with_a_new_object_pending_the_unit_of_work_writes_everything(
+    gw: Gateway, payment_id: str
+) -> None:
+    with gw.db.transaction() as session:
+        payment = session.get(Payment, payment_id)
+        assert payment is not None
+        payment.description = "Changed beside a new object"
+        session.add(
+            Event(
+                id=EVENT_ID,
+                agency_id=payment.agency_id,
+                livemode=False,
+                type="payment.updated",
+                object_id=payment.id,
+                body="{}",
+                created_at=payment.created_at,
+            )
+        )
+        with statements(gw.db.engine) as seen:
+            rows.flush(session)
+        assert seen == [] and payment in session.dirty
+    with gw.db.read() as session:
+        stored = session.get(Payment, payment_id)
+        assert stored is not None and stored.description == "Changed beside a new object"
+        assert session.get(Event, EVENT_ID) is not None
+
+
+def test_an_insert_writes_pending_changes_first(gw: Gateway, payment_id: str) -> None:
+    with gw.db.transaction() as session:
+        payment = session.get(Payment, payment_id)
+        assert payment is not None
+        payment.description = "Written before the insert"
+        with statements(gw.db.engine) as seen:
+            rows.insert(session)  # nothing to insert: only the pending change
+        assert [s.split()[0] for s in seen] == ["UPDATE"] and not session.dirty
