@@ -217,16 +217,20 @@ class ApiBlueprint(Blueprint):  # type: ignore[misc]
             statuses.add(404)
 
         def decorator(func: Any) -> Any:
-            already = _documented(func)
-            for status in sorted(statuses - already):
-                func = self.alt_response(
+            documented = func
+            for status in sorted(statuses - _documented(func)):
+                documented = self.alt_response(
                     status,
                     schema=ErrorSchema,
                     description=ERRORS[status],
                     headers=RETRY_AFTER if status in (429, 503) else None,
-                )(func)
+                )(documented)
             if "POST" in methods:
-                func = self.doc(parameters=[IDEMPOTENCY_KEY])(func)
+                documented = self.doc(parameters=[IDEMPOTENCY_KEY])(documented)
+            # Each `alt_response` wraps the view in one more call layer, only to carry its
+            # documentation: the view keeps the documentation and drops the layers.
+            if documented is not func:
+                func._apidoc = documented._apidoc
             return register(func)
 
         return decorator
