@@ -26,6 +26,7 @@ PAGE_PREFIXES = ("/pay/",)
 # process until it answers again (flask-limiter's in-memory fallback, with a logged warning).
 REDIS_TIMEOUT_S = 0.5
 KEY_PREFIX = "gateway"
+PER_KEY = "api-key"  # the counters of API keys are named so
 
 
 def _is_api() -> bool:
@@ -50,11 +51,6 @@ def _caller() -> Principal | None:
         return None
 
 
-def _key_id() -> str:
-    caller = _caller()
-    return f"key:{caller.key_id}" if caller else "key:none"
-
-
 def _retry_after_s(breached: RequestLimit) -> int:
     """Whole seconds until the breached window lets a request through again (at least 1)."""
     try:
@@ -66,11 +62,13 @@ def _retry_after_s(breached: RequestLimit) -> int:
 
 def _on_breach(breached: RequestLimit) -> None:
     g.rate_limit_retry_after_s = _retry_after_s(breached)
-    g.rate_limit_per_key = "api-key" in breached.request_args
+    g.rate_limit_per_key = any(arg.startswith(f"{PER_KEY}:") for arg in breached.request_args)
 
 
 def _limits(settings: Settings) -> list[str | Callable[[], str] | ApplicationLimit]:
-    """The four limits; each applies to some requests only (an empty string is no limit)."""
+    """One limit whose rate and counter depend on the request: per API key on /v1 (its
+    agency's own or the default), per address on /v1 without a valid key, and per address on
+    the hosted pages, GETs and POSTs apart; nothing else is limited (an empty string)."""
     for name, value in (
         ("rate_limit", settings.rate_limit),
         ("rate_limit_unauthenticated", settings.rate_limit_unauthenticated),
@@ -81,26 +79,32 @@ def _limits(settings: Settings) -> list[str | Callable[[], str] | ApplicationLim
         check_rate_limit(value, name)
     by_agency = dict(settings.rate_limits_by_agency)
 
-    def per_key() -> str:
-        caller = _caller() if _is_api() else None
-        if caller is None:
-            return ""
-        return by_agency.get(caller.agency_id or "", settings.rate_limit)
-
-    def per_address_without_key() -> str:
-        return settings.rate_limit_unauthenticated if _is_api() and _caller() is None else ""
-
-    def page_reads() -> str:
-        return settings.rate_limit_checkout if _is_page() and request.method != "POST" else ""
-
-    def page_posts() -> str:
-        return settings.rate_limit_checkout_post if _is_page() and request.method == "POST" else ""
+    def applicable() -> tuple[str, str]:
+        """The one limit this request counts against and what it counts by, worked out once
+        per request (flask-limiter asks for both)."""
+        known: tuple[str, str] | None = g.get("rate_limit_applicable")
+        if known is not None:
+            return known
+        limit, counted_by = "", ""
+        if _is_api():
+            caller = _caller()
+            if caller is not None:
+                limit = by_agency.get(caller.agency_id or "", settings.rate_limit)
+                counted_by = f"{PER_KEY}:{caller.key_id}"
+            else:
+                limit = settings.rate_limit_unauthenticated
+                counted_by = f"api-address:{_address()}"
+        elif _is_page() and request.method == "POST":
+            limit, counted_by = settings.rate_limit_checkout_post, f"page-post:{_address()}"
+        elif _is_page():
+            limit, counted_by = settings.rate_limit_checkout, f"page-get:{_address()}"
+        g.rate_limit_applicable = (limit, counted_by)
+        return limit, counted_by
 
     return [
-        ApplicationLimit(per_key, key_function=_key_id, scope="api-key"),
-        ApplicationLimit(per_address_without_key, key_function=_address, scope="api-address"),
-        ApplicationLimit(page_reads, key_function=_address, scope="page-get"),
-        ApplicationLimit(page_posts, key_function=_address, scope="page-post"),
+        ApplicationLimit(
+            lambda: applicable()[0], key_function=lambda: applicable()[1], scope="requests"
+        )
     ]
 
 
