@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 import threading
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+# RFC 4648 base32's digits, written as Crockford's.
+_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
+_BITS = 130  # 26 base32 digits: 50 bits of milliseconds, then 80 of randomness
 _lock = threading.Lock()
 _last: tuple[int, int] = (0, 0)
 
 
-def _encode(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        value, rem = divmod(value, 32)
-        chars.append(_ALPHABET[rem])
-    return "".join(reversed(chars))
+def _encode(value: int) -> str:
+    """`value` (below 2**130) as 26 Crockford base32 digits, most significant first: the low
+    26 digits of its 20-byte (32-digit) RFC 4648 form."""
+    digits = base64.b32encode(value.to_bytes(20, "big"))[32 - _BITS // 5 :]
+    return digits.translate(_CROCKFORD).decode("ascii")
 
 
 def new_id(prefix: str) -> str:
@@ -31,7 +34,7 @@ def new_id(prefix: str) -> str:
         else:
             rand = secrets.randbits(80) >> 1  # leave room to increment within one millisecond
         _last = (millis, rand)
-    return f"{prefix}_{_encode(millis, 10)}{_encode(rand, 16)}"
+    return f"{prefix}_{_encode(millis << 80 | rand)}"
 
 
 ID_PATTERN = re.compile(r"[a-z]{2,4}_[0-9a-z]{26}")

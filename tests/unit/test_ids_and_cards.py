@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from payments.ids import new_id
+from payments.ids import _encode, new_id
 from providers import Card
 from providers.cards import brand, expired, fingerprint, luhn_ok
 
@@ -17,6 +17,19 @@ def test_ids_are_prefixed_url_safe_and_sorted() -> None:
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
     assert all(re.fullmatch(r"pay_[0-9a-z]{26}", i) for i in ids)
+
+
+def test_an_id_spells_its_time_and_randomness_in_crockford_base32() -> None:
+    crockford = "0123456789abcdefghjkmnpqrstvwxyz"
+
+    def digits(value: int, count: int) -> str:
+        return "".join(crockford[(value >> (5 * i)) & 31] for i in reversed(range(count)))
+
+    for millis, rand in [(0, 0), (1, 0), (0, 1), (2**50 - 1, 2**80 - 1), (1764900000000, 2**79)]:
+        assert _encode(millis << 80 | rand) == digits(millis, 10) + digits(rand, 16)
+    spelled = new_id("pay").removeprefix("pay_")[:10]
+    millis = sum(crockford.index(c) << (5 * i) for i, c in enumerate(reversed(spelled)))
+    assert abs(millis - dt.datetime.now(dt.UTC).timestamp() * 1000) < 5000
 
 
 @pytest.mark.parametrize(
