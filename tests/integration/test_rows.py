@@ -102,3 +102,28 @@ def test_an_insert_writes_pending_changes_first(gw: Gateway, payment_id: str) ->
         with statements(gw.db.engine) as seen:
             rows.insert(session)  # nothing to insert: only the pending change
         assert [s.split()[0] for s in seen] == ["UPDATE"] and not session.dirty
+
+
+def test_an_insert_after_an_object_added_to_the_session_comes_after_it(
+    gw: Gateway, payment_id: str
+) -> None:
+    with gw.db.transaction() as session:
+        payment = session.get(Payment, payment_id)
+        assert payment is not None
+        added = Event(
+            id=EVENT_ID,
+            agency_id=payment.agency_id,
+            livemode=False,
+            type="payment.updated",
+            object_id=payment.id,
+            body="{}",
+            created_at=payment.created_at,
+        )
+        session.add(added)
+        following = Event(**{**rows.values(added), "id": "evt_rows000000000000000001"})
+        with statements(gw.db.engine) as seen:
+            rows.insert(session, following)
+        assert [s.split()[0] for s in seen] == ["INSERT", "INSERT"] and not session.new
+    with gw.db.read() as session:
+        found = session.execute(select(Event.id).where(Event.object_id == payment_id)).scalars()
+        assert {EVENT_ID, "evt_rows000000000000000001"} <= set(found)
