@@ -136,6 +136,16 @@ def gateway_env(tmp: Path, url: str) -> dict[str, str]:
     }
 
 
+def seeded_key(env: dict[str, str], cwd: Path) -> str:
+    """Migrate and seed the database of `env` as `make run` does; the om-moh demo key."""
+    cli = [str(BIN / "gateway")]
+    subprocess.run([*cli, "db", "upgrade"], env=env, check=True, cwd=cwd, capture_output=True)
+    seeded = subprocess.run(
+        [*cli, "demo", "seed"], env=env, check=True, cwd=cwd, capture_output=True, text=True
+    ).stdout
+    return next(line.split()[1] for line in seeded.splitlines() if "om-moh" in line)
+
+
 def bench(db: str, seconds: float, connections: int, workers: int, rounds: int) -> float:
     """Both servers on fresh `db` databases; prints the table and returns the gateway's peak."""
     with tempfile.TemporaryDirectory() as name:
@@ -143,23 +153,7 @@ def bench(db: str, seconds: float, connections: int, workers: int, rounds: int) 
         with databases(db, tmp) as (gw_url, bare_url):
             env = gateway_env(tmp, gw_url)
             cli = [str(BIN / "gateway")]
-            subprocess.run(
-                [*cli, "db", "upgrade"],
-                env=env,
-                check=True,
-                cwd=tmp,
-                text=True,
-                capture_output=True,
-            )
-            seeded = subprocess.run(
-                [*cli, "demo", "seed"],
-                env=env,
-                check=True,
-                cwd=tmp,
-                capture_output=True,
-                text=True,
-            ).stdout
-            key = next(line.split()[1] for line in seeded.splitlines() if "om-moh" in line)
+            key = seeded_key(env, tmp)
             gw_port, bare_port = free_port(), free_port()
             gw_cmd = [
                 *cli,

@@ -25,10 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.api import gateway_env
+from bench.api import gateway_env, seeded_key
 from bench.webhooks import database
 
-BIN = Path(sys.executable).parent
 MAX_PAYMENTS = 2_000
 ROUNDS = 3
 CARD = {
@@ -53,12 +52,7 @@ def measure(db: str, payments: int, warm_up: int) -> None:
         tmp = Path(name)
         with database(db, name) as url:
             env = gateway_env(tmp, url)
-            gateway = [str(BIN / "gateway")]
-            subprocess.run([*gateway, "db", "upgrade"], env=env, check=True, capture_output=True)
-            seeded = subprocess.run(
-                [*gateway, "demo", "seed"], env=env, check=True, capture_output=True, text=True
-            ).stdout
-            key = next(line.split()[1] for line in seeded.splitlines() if "om-moh" in line)
+            key = seeded_key(env, tmp)
             os.environ.update(env)
             from payments.api.app import create_app
 

@@ -70,13 +70,6 @@ class Page:
 QueryT = TypeVar("QueryT", bound=Select[*tuple[Any, ...]])
 
 
-def scoped(query: QueryT, model: Any, principal: Principal) -> QueryT:
-    """Restrict a query to what the principal may see: its agency and mode, or all (finance)."""
-    if principal.is_finance:
-        return query
-    return query.where(model.agency_id == principal.agency_id, model.livemode == principal.livemode)
-
-
 def _own(query: QueryT, model: Any) -> QueryT:
     """`query` restricted to the agency and mode bound as `agency_id` and `livemode`."""
     return query.where(
@@ -84,9 +77,19 @@ def _own(query: QueryT, model: Any) -> QueryT:
     )
 
 
-def _scope(principal: Principal) -> dict[str, Any]:
-    """The values `_own` binds for a principal."""
+def _scope(principal: Principal | None) -> dict[str, Any]:
+    """What `_own` binds for a principal that sees only its agency's objects in its mode; empty
+    for one that sees them all (finance) and for none (the hosted page, whose signed token
+    already names the payment)."""
+    if principal is None or principal.is_finance:
+        return {}
     return {"agency_id": principal.agency_id, "livemode": principal.livemode}
+
+
+def scoped(query: QueryT, model: Any, principal: Principal) -> QueryT:
+    """Restrict a query to what the principal may see: its agency and mode, or all (finance)."""
+    scope = _scope(principal)
+    return _own(query, model).params(scope) if scope else query
 
 
 # The hot path's reads, built once with bound parameters: (the principal's own only, locked).
@@ -113,9 +116,10 @@ def load_payment(
 ) -> Payment:
     if not is_id(payment_id, "pay"):
         raise NotFound(f"no payment {payment_id[:40]!r}", param="id")
-    own = not principal.is_finance
-    params = {"payment_id": payment_id, **(_scope(principal) if own else {})}
-    payment: Payment | None = session.execute(_PAYMENTS[own, lock], params).scalar_one_or_none()
+    scope = _scope(principal)
+    payment: Payment | None = session.execute(
+        _PAYMENTS[bool(scope), lock], {"payment_id": payment_id, **scope}
+    ).scalar_one_or_none()
     if payment is None:
         raise NotFound(f"no payment {payment_id}", param="id")
     return payment
@@ -330,12 +334,11 @@ def _lock_with_attempt(
     session: Session, principal: Principal | None, payment_id: str, attempt_id: str
 ) -> tuple[Payment, Attempt]:
     """The payment and one of its attempts, locked in one statement."""
-    own = principal is not None and not principal.is_finance
-    params = {"payment_id": payment_id, "attempt_id": attempt_id}
-    if own:
-        assert principal is not None
-        params.update(_scope(principal))
-    row = session.execute(_WITH_ATTEMPTS[own], params).one_or_none()
+    scope = _scope(principal)
+    row = session.execute(
+        _WITH_ATTEMPTS[bool(scope)],
+        {"payment_id": payment_id, "attempt_id": attempt_id, **scope},
+    ).one_or_none()
     if row is None:
         raise NotFound(f"no payment {payment_id}", param="id")
     return row[0], row[1]

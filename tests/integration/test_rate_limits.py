@@ -116,6 +116,22 @@ def test_calls_without_a_valid_key_are_limited_per_address(
     assert list_payments(client, agency_key).status_code == 200
 
 
+def test_the_refusal_says_whether_the_key_or_the_address_was_limited(
+    settings: Settings, gw: Gateway, agency_key: str
+) -> None:
+    client = limited_app(
+        settings, gw, rate_limit="1/minute", rate_limit_unauthenticated="1/minute"
+    ).test_client()
+    assert list_payments(client, agency_key).status_code == 200
+    by_key = list_payments(client, agency_key)
+    assert_limited(by_key)
+    assert by_key.json is not None and "this API key" in by_key.json["error"]["message"]
+    assert list_payments(client, None).status_code == 401
+    by_address = list_payments(client, None)
+    assert_limited(by_address)
+    assert by_address.json is not None and "this address" in by_address.json["error"]["message"]
+
+
 def test_the_hosted_page_is_limited_per_address_posts_more_tightly(
     settings: Settings, gw: Gateway, agency_key: str
 ) -> None:

@@ -19,6 +19,7 @@ from payments.models import Event, Payment
 from tests.conftest import PAYMENT, auth
 
 EVENT_ID = "evt_rows000000000000000000"
+LATER_EVENT_ID = "evt_rows000000000000000001"
 
 
 @contextlib.contextmanager
@@ -33,6 +34,18 @@ def statements(engine: Engine) -> Iterator[list[str]]:
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", note)
+
+
+def an_event(payment: Payment, event_id: str) -> Event:
+    return Event(
+        id=event_id,
+        agency_id=payment.agency_id,
+        livemode=False,
+        type="payment.updated",
+        object_id=payment.id,
+        body="{}",
+        created_at=payment.created_at,
+    )
 
 
 @pytest.fixture
@@ -74,17 +87,7 @@ def test_with_a_new_object_pending_the_unit_of_work_writes_everything(
         payment = session.get(Payment, payment_id)
         assert payment is not None
         payment.description = "Changed beside a new object"
-        session.add(
-            Event(
-                id=EVENT_ID,
-                agency_id=payment.agency_id,
-                livemode=False,
-                type="payment.updated",
-                object_id=payment.id,
-                body="{}",
-                created_at=payment.created_at,
-            )
-        )
+        session.add(an_event(payment, EVENT_ID))
         with statements(gw.db.engine) as seen:
             rows.flush(session)
         assert seen == [] and payment in session.dirty
@@ -110,20 +113,11 @@ def test_an_insert_after_an_object_added_to_the_session_comes_after_it(
     with gw.db.transaction() as session:
         payment = session.get(Payment, payment_id)
         assert payment is not None
-        added = Event(
-            id=EVENT_ID,
-            agency_id=payment.agency_id,
-            livemode=False,
-            type="payment.updated",
-            object_id=payment.id,
-            body="{}",
-            created_at=payment.created_at,
-        )
-        session.add(added)
-        following = Event(**{**rows.values(added), "id": "evt_rows000000000000000001"})
+        session.add(an_event(payment, EVENT_ID))
+        following = an_event(payment, LATER_EVENT_ID)
         with statements(gw.db.engine) as seen:
             rows.insert(session, following)
         assert [s.split()[0] for s in seen] == ["INSERT", "INSERT"] and not session.new
     with gw.db.read() as session:
         found = session.execute(select(Event.id).where(Event.object_id == payment_id)).scalars()
-        assert {EVENT_ID, "evt_rows000000000000000001"} <= set(found)
+        assert {EVENT_ID, LATER_EVENT_ID} <= set(found)
