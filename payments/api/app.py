@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, Request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_smorest import Api
 
 from config import Settings, load_settings
@@ -35,11 +36,23 @@ class GatewayApi(Api):  # type: ignore[misc]
     DEFAULT_ERROR_RESPONSE_NAME = None
 
 
+class PageSessions(SecureCookieSessionInterface):
+    """The signed session cookie for the pages only, which keep their CSRF secret in it. The
+    API is stateless: its requests get Flask's null session (empty; writing to it raises)
+    instead of a cookie read and a serializer built for every request."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if request.path.startswith("/v1/"):
+            return None
+        return super().open_session(app, request)
+
+
 def create_app(settings: Settings | None = None, gw: Gateway | None = None) -> Flask:
     settings = settings or (gw.settings if gw else load_settings())
     gw = gw or build_gateway(settings)
     logs.configure(settings.log_level)
     app = Flask("payments")
+    app.session_interface = PageSessions()
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from payments.ids import is_id
@@ -10,6 +12,7 @@ _SALT = "checkout-page"
 MAX_TOKEN_CHARS = 200
 
 
+@functools.lru_cache(maxsize=4)  # one secret key in a process, a few in the tests
 def _serializer(secret_key: str) -> URLSafeSerializer:
     return URLSafeSerializer(secret_key, salt=_SALT)
 
