@@ -88,7 +88,7 @@ class Settings:
     routing_rules: tuple[RoutingRule, ...] = DEFAULT_ROUTING_RULES
     acquirers: tuple[AcquirerConfig, ...] = ()
     breaker: BreakerConfig = DEFAULT_BREAKER
-    # Rate limits (payments/api/limits.py), each a flask-limiter string of one or more limits:
+    # Rate limits (payments/api/limits.py), each a string of one or more limits (`limits` notation):
     # per API key, or per agency instead (agency id, limit); per client address for /v1 calls
     # without a valid key; per address on the hosted page, its POSTs more tightly.
     rate_limit: str = DEFAULT_RATE_LIMIT
@@ -213,7 +213,7 @@ def _lease(raw: str | None) -> float:
 
 
 def check_rate_limit(value: str, where: str) -> str:
-    """`value` if it is a flask-limiter string of one or more limits, each of at least 1."""
+    """`value` if it is a string of one or more limits (`limits` notation), each of at least 1."""
     try:
         items = parse_many(value)
     except ValueError as exc:

@@ -1,15 +1,19 @@
-"""Rate limits: per API key (or its agency's own), per address without a valid key and on /pay."""
+"""Rate limits: per API key (or its agency's own), per address without a valid key and on /pay,
+counted in fixed windows by the `limits` library, in Redis when one is configured."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
+import threading
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
 
 from flask import Flask, Response, g, request
-from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
+from limits import RateLimitItem, parse_many
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 
 from config.settings import Settings, check_rate_limit
 from payments.api import ratestore
@@ -19,12 +23,15 @@ from payments.checkout.pages import error_page
 from payments.errors import GatewayError, RateLimited
 from payments.service.access import Principal
 
+log = logging.getLogger(__name__)
+
 # Pages limited per client address, GETs and POSTs apart; the finance console's sign-in page
 # joins them by its path when it exists.
 PAGE_PREFIXES = ("/pay/",)
 # A Redis that does not answer within this is taken as down: the limits then count in this
-# process until it answers again (flask-limiter's in-memory fallback, with a logged warning).
+# process, and Redis is tried again after REDIS_RETRY_S (a warning logged each way).
 REDIS_TIMEOUT_S = 0.5
+REDIS_RETRY_S = 5.0
 KEY_PREFIX = "gateway"
 PER_KEY = "api-key"  # the counters of API keys are named so
 
@@ -51,24 +58,114 @@ def _caller() -> Principal | None:
         return None
 
 
-def _retry_after_s(breached: RequestLimit) -> int:
-    """Whole seconds until the breached window lets a request through again (at least 1)."""
-    try:
-        reset_at = breached.window[0]
-    except Exception:  # the store went away between the hit and this read
-        return max(1, breached.limit.get_expiry())
-    return max(1, math.ceil(reset_at - time.time()))
+class Counters:
+    """Fixed-window counters: in Redis when configured, shared by every worker; in this process
+    otherwise, and while Redis does not answer. A store that fails never fails a request."""
+
+    def __init__(self, redis_url: str | None) -> None:
+        self._local = FixedWindowRateLimiter(storage_from_string(f"{ratestore.SCHEME}://"))
+        self._shared = (
+            FixedWindowRateLimiter(
+                storage_from_string(
+                    redis_url,
+                    socket_connect_timeout=REDIS_TIMEOUT_S,
+                    socket_timeout=REDIS_TIMEOUT_S,
+                )
+            )
+            if redis_url
+            else None
+        )
+        self._shared_away_until: float | None = None  # set while Redis does not answer
+        self._lock = threading.Lock()
+
+    def _counting(self) -> tuple[FixedWindowRateLimiter, bool]:
+        """The counters to use now, and whether they are Redis's."""
+        away_until = self._shared_away_until
+        if self._shared is None or (away_until is not None and time.monotonic() < away_until):
+            return self._local, False
+        return self._shared, True
+
+    def hit(self, limits: tuple[RateLimitItem, ...], counter: str) -> int | None:
+        """Count one request against each of `limits` under `counter`: None if it is within
+        them all, else the whole seconds until every one it passed lets a request through
+        again (at least 1)."""
+        counting, shared = self._counting()
+        try:
+            refused_until = 0.0
+            for limit in limits:
+                if not counting.hit(limit, KEY_PREFIX, counter):
+                    stats = counting.get_window_stats(limit, KEY_PREFIX, counter)
+                    refused_until = max(refused_until, stats.reset_time)
+        except Exception as exc:  # a store that fails lets the request through
+            if not shared:
+                log.warning("rate limit counters failed", exc_info=exc)
+                return None
+            self._away(exc)
+            return self.hit(limits, counter)
+        self._answered(shared)
+        if not refused_until:
+            return None
+        return max(1, math.ceil(refused_until - time.time()))
+
+    def _away(self, exc: Exception) -> None:
+        with self._lock:
+            if self._shared_away_until is None:
+                log.warning(
+                    "Redis does not answer; falling back to in-memory rate limit counters",
+                    extra={"error": repr(exc)},
+                )
+            self._shared_away_until = time.monotonic() + REDIS_RETRY_S
+
+    def _answered(self, shared: bool) -> None:
+        if shared and self._shared_away_until is not None:
+            with self._lock:
+                if self._shared_away_until is not None:
+                    self._shared_away_until = None
+                    log.warning("Redis answers again; rate limits are counted there")
 
 
-def _on_breach(breached: RequestLimit) -> None:
-    g.rate_limit_retry_after_s = _retry_after_s(breached)
-    g.rate_limit_per_key = any(arg.startswith(f"{PER_KEY}:") for arg in breached.request_args)
+@functools.lru_cache(maxsize=64)
+def _parsed(limit: str) -> tuple[RateLimitItem, ...]:
+    """The limits of a limit string such as `100/second;3000/minute`."""
+    return tuple(parse_many(limit))
 
 
-def _limits(settings: Settings) -> list[str | Callable[[], str] | ApplicationLimit]:
-    """One limit whose rate and counter depend on the request: per API key on /v1 (its
-    agency's own or the default), per address on /v1 without a valid key, and per address on
-    the hosted pages, GETs and POSTs apart; nothing else is limited (an empty string)."""
+def _applicable(settings: Settings, by_agency: dict[str, str]) -> tuple[str, str]:
+    """The one limit a request counts against and the counter it counts in: per API key on
+    /v1 (its agency's own or the default), per address on /v1 without a valid key, and per
+    address on the hosted pages, GETs and POSTs apart; nothing else is limited ("")."""
+    if _is_api():
+        found = _caller()
+        if found is not None:
+            limit = by_agency.get(found.agency_id or "", settings.rate_limit)
+            return limit, f"{PER_KEY}:{found.key_id}"
+        return settings.rate_limit_unauthenticated, f"api-address:{_address()}"
+    if _is_page() and request.method == "POST":
+        return settings.rate_limit_checkout_post, f"page-post:{_address()}"
+    if _is_page():
+        return settings.rate_limit_checkout, f"page-get:{_address()}"
+    return "", ""
+
+
+def _refused(retry_after_s: int, per_key: bool) -> Response:
+    """The answer to a breached limit: the API's error shape, or the hosted page's error page
+    (asking the payer to try again in a few minutes), with Retry-After."""
+    if "request_id" not in g:  # refused before payments.api.http assigns one
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if REQUEST_ID_RE.match(incoming) else f"req_{uuid.uuid4().hex}"
+    if _is_page():
+        response = error_page(429, "server_error")
+    else:
+        who = "this API key" if per_key else "this address"
+        response = error_response(
+            RateLimited(f"too many requests from {who}; retry after {retry_after_s} seconds")
+        )
+    response.headers["Retry-After"] = str(retry_after_s)
+    return response
+
+
+def _check_settings(settings: Settings) -> dict[str, str]:
+    """Refuse a malformed limit at start-up; the agencies' own limits by agency."""
     for name, value in (
         ("rate_limit", settings.rate_limit),
         ("rate_limit_unauthenticated", settings.rate_limit_unauthenticated),
@@ -77,83 +174,24 @@ def _limits(settings: Settings) -> list[str | Callable[[], str] | ApplicationLim
         *((f"rate_limits_by_agency[{a}]", v) for a, v in settings.rate_limits_by_agency),
     ):
         check_rate_limit(value, name)
-    by_agency = dict(settings.rate_limits_by_agency)
-
-    def applicable() -> tuple[str, str]:
-        """The one limit this request counts against and what it counts by, worked out once
-        per request (flask-limiter asks for both)."""
-        known: tuple[str, str] | None = g.get("rate_limit_applicable")
-        if known is not None:
-            return known
-        limit, counted_by = "", ""
-        if _is_api():
-            caller = _caller()
-            if caller is not None:
-                limit = by_agency.get(caller.agency_id or "", settings.rate_limit)
-                counted_by = f"{PER_KEY}:{caller.key_id}"
-            else:
-                limit = settings.rate_limit_unauthenticated
-                counted_by = f"api-address:{_address()}"
-        elif _is_page() and request.method == "POST":
-            limit, counted_by = settings.rate_limit_checkout_post, f"page-post:{_address()}"
-        elif _is_page():
-            limit, counted_by = settings.rate_limit_checkout, f"page-get:{_address()}"
-        g.rate_limit_applicable = (limit, counted_by)
-        return limit, counted_by
-
-    return [
-        ApplicationLimit(
-            lambda: applicable()[0], key_function=lambda: applicable()[1], scope="requests"
-        )
-    ]
+    return dict(settings.rate_limits_by_agency)
 
 
-def _refused(exc: RateLimitExceeded) -> Response:
-    """The answer to a breached limit: the API's error shape, or the hosted page's error page
-    (asking the payer to try again in a few minutes)."""
-    if "request_id" not in g:  # refused before payments.api.http assigns one
-        incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = incoming if REQUEST_ID_RE.match(incoming) else f"req_{uuid.uuid4().hex}"
-    retry_after_s = g.setdefault("rate_limit_retry_after_s", max(1, exc.limit.limit.get_expiry()))
-    if _is_page():
-        return error_page(429, "server_error")
-    who = "this API key" if g.get("rate_limit_per_key") else "this address"
-    return error_response(
-        RateLimited(f"too many requests from {who}; retry after {retry_after_s} seconds")
-    )
-
-
-def _retry_after(response: Response) -> Response:
-    if response.status_code == 429 and "rate_limit_retry_after_s" in g:
-        response.headers["Retry-After"] = str(g.rate_limit_retry_after_s)
-    return response
-
-
-def install(app: Flask, settings: Settings) -> Limiter:
+def install(app: Flask, settings: Settings) -> Counters:
     """Limit `app`'s /v1 calls and hosted pages. Call before `http.install`: Flask runs
     before-request hooks in order, so a limited request is refused before `http` parses it or
     claims its idempotency key."""
-    shared = settings.redis_url is not None
-    # redis.Redis takes its timeouts in (fractional) seconds.
-    redis_options: dict[str, Any] = {
-        "socket_connect_timeout": REDIS_TIMEOUT_S,
-        "socket_timeout": REDIS_TIMEOUT_S,
-    }
-    limiter = Limiter(
-        key_func=_address,
-        application_limits=_limits(settings),
-        storage_uri=settings.redis_url or f"{ratestore.SCHEME}://",
-        storage_options=redis_options if shared else {},
-        strategy="fixed-window",
-        key_prefix=KEY_PREFIX,
-        in_memory_fallback_enabled=shared,
-        swallow_errors=True,
-        on_breach=_on_breach,
-        headers_enabled=False,
-        # Unrouted paths count too (flask-limiter skips requests without an endpoint).
-        request_identifier=lambda: request.endpoint or "unrouted",
-    )
-    limiter.init_app(app)
-    app.register_error_handler(RateLimitExceeded, _refused)
-    app.after_request(_retry_after)
-    return limiter
+    by_agency = _check_settings(settings)
+    counters = Counters(settings.redis_url)
+
+    @app.before_request
+    def _limit() -> Response | None:
+        limit, counter = _applicable(settings, by_agency)
+        if not limit:
+            return None
+        retry_after_s = counters.hit(_parsed(limit), counter)
+        if retry_after_s is None:
+            return None
+        return _refused(retry_after_s, per_key=counter.startswith(f"{PER_KEY}:"))
+
+    return counters

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from config import Settings
+from payments.api import limits
 from payments.api.app import create_app
 from payments.gateway import Gateway
 from payments.models import IdempotencyRecord
@@ -71,6 +73,17 @@ def test_the_request_after_the_limit_is_refused(
     assert_limited(arabic)
     assert arabic.json is not None
     assert arabic.json["error"]["message"] == "طلبات كثيرة جدًا؛ أعد المحاولة لاحقًا."
+
+
+def test_every_limit_of_a_string_counts_and_the_wait_is_the_longest(
+    settings: Settings, gw: Gateway, agency_key: str
+) -> None:
+    client = limited_app(settings, gw, rate_limit="5/minute;2/hour").test_client()
+    for _ in range(2):
+        assert list_payments(client, agency_key).status_code == 200
+    refused = list_payments(client, agency_key)  # within the minute's five, past the hour's two
+    assert_limited(refused, max_retry_after_s=3600)
+    assert int(refused.headers["Retry-After"]) > MINUTE_S
 
 
 def test_one_keys_burst_does_not_limit_another(
@@ -265,3 +278,16 @@ def test_an_unreachable_redis_falls_back_to_counting_in_the_process(
         assert list_payments(client, agency_key).status_code == 200
     assert_limited(list_payments(client, agency_key))
     assert any("falling back to in-memory" in r.getMessage() for r in caplog.records)
+
+
+def test_counting_returns_to_redis_when_it_answers_again(
+    shared_store: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    counters = limits.Counters(shared_store)
+    three = limits._parsed("3/minute")
+    counters._shared_away_until = time.monotonic() - 1  # it was away; the retry time is past
+    assert counters.hit(three, "api-key:k1") is None
+    assert counters._shared_away_until is None
+    assert any("answers again" in r.getMessage() for r in caplog.records)
+    other = limits.Counters(shared_store)  # another worker sees the same count
+    assert [other.hit(three, "api-key:k1") for _ in range(3)][-1] is not None

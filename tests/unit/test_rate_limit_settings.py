@@ -1,4 +1,4 @@
-"""Rate limit settings: flask-limiter strings, the per-agency file and the Redis URL, each
+"""Rate limit settings: limit strings, the per-agency file and the Redis URL, each
 checked when the gateway starts."""
 
 from __future__ import annotations
