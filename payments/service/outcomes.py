@@ -176,10 +176,12 @@ def open_attempt(
 
 
 def _succeed(session: Session, payment: Payment, attempt: Attempt, captured_minor: int) -> None:
+    """The capture, posted last in its transaction: the posting locks the agency's and the
+    acquirer's accounts until the commit, which every capture for them waits on."""
     attempt.status = AttemptStatus.SUCCEEDED.value
     payment.amount_captured_minor = captured_minor
-    post_capture(session, payment, attempt.provider)
     move(session, payment, PaymentStatus.SUCCEEDED)
+    post_capture(session, payment, attempt.provider)
 
 
 def _wait(attempt: Attempt, result: ProviderResult, now: dt.datetime) -> None:
