@@ -42,7 +42,7 @@ class PageSessions(SecureCookieSessionInterface):
     instead of a cookie read and a serializer built for every request."""
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if request.path.startswith("/v1/"):
+        if http.is_api(request.path):
             return None
         return super().open_session(app, request)
 

@@ -27,6 +27,13 @@ from payments.schemas import unstorable
 
 log = logging.getLogger("gateway.http")
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,100}\Z")
+
+
+def is_api(path: str) -> bool:
+    """Whether `path` is the API's (/v1): keyed, limited per key, stateless."""
+    return path == "/v1" or path.startswith("/v1/")
+
+
 # Responses an idempotency key keeps; anything else leaves the key free for a retry.
 KEPT_STATUSES = frozenset({200, 201, 409})
 
@@ -226,7 +233,7 @@ def install(app: Flask) -> None:
     def _before() -> Response | None:
         incoming = request.headers.get("X-Request-Id", "")
         g.request_id = incoming if REQUEST_ID_RE.match(incoming) else f"req_{uuid.uuid4().hex}"
-        if not request.path.startswith("/v1/") and request.path != "/v1":
+        if not is_api(request.path):
             return None
         g.principal = caller()
         if request.method == "POST":

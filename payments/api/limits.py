@@ -18,7 +18,7 @@ from limits.strategies import FixedWindowRateLimiter
 from config.settings import Settings, check_rate_limit
 from payments.api import ratestore
 from payments.api.context import caller
-from payments.api.http import REQUEST_ID_RE, error_response
+from payments.api.http import REQUEST_ID_RE, error_response, is_api
 from payments.checkout.pages import error_page
 from payments.errors import GatewayError, RateLimited
 from payments.service.access import Principal
@@ -34,10 +34,6 @@ REDIS_TIMEOUT_S = 0.5
 REDIS_RETRY_S = 5.0
 KEY_PREFIX = "gateway"
 PER_KEY = "api-key"  # the counters of API keys are named so
-
-
-def _is_api() -> bool:
-    return request.path == "/v1" or request.path.startswith("/v1/")
 
 
 def _is_page() -> bool:
@@ -134,7 +130,7 @@ def _applicable(settings: Settings, by_agency: dict[str, str]) -> tuple[str, str
     """The one limit a request counts against and the counter it counts in: per API key on
     /v1 (its agency's own or the default), per address on /v1 without a valid key, and per
     address on the hosted pages, GETs and POSTs apart; nothing else is limited ("")."""
-    if _is_api():
+    if is_api(request.path):
         found = _caller()
         if found is not None:
             limit = by_agency.get(found.agency_id or "", settings.rate_limit)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, request
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -283,6 +283,15 @@ def test_the_api_takes_no_csrf_token(client: FlaskClient, agency_key: str) -> No
     )
     assert confirmed.status_code == 200 and confirmed.json is not None
     assert confirmed.json["status"] == "succeeded"
+
+
+def test_only_the_pages_open_the_session_cookie(client: FlaskClient) -> None:
+    """The API is stateless: its requests get Flask's null session, the pages a cookie one."""
+    app = client.application
+    for path, opened in (("/v1/payments", False), ("/pay/some-token", True)):
+        with app.test_request_context(path):
+            session = app.session_interface.open_session(app, request)
+            assert (session is not None) is opened, path
 
 
 # --------------------------------------------------------------------------- the card form
