@@ -22,9 +22,8 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, tuple_, update
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import DBAPIError
 
-from ledger import chain
+from ledger import chain, driver
 from ledger.models import ACCOUNTS, JOURNAL, POSTINGS, QUEUE
 
 Key = tuple[str, str]  # (account code, currency)
@@ -75,40 +74,11 @@ class Written:
     before: dict[Key, Totals]  # the accounts the new transactions moved
 
 
-# Called on the driver's own cursor (see `_call`), so in the driver's parameter style.
+# Run on the driver's own cursor (`ledger.driver`), so in the driver's parameter style.
 POST_CALL = (
     "SELECT transaction_ids, account_ids, kinds, floors, debits, credits"
     " FROM ledger_post(%s, CAST(%s AS json), %s)"
 )
-
-
-def _call(conn: Connection, statement: str, parameters: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Run one statement on the driver's cursor, inside the caller's transaction, and return
-    its one row. The hot call skips SQLAlchemy's statement and result machinery, a third of a
-    posting's client time; driver errors are raised as SQLAlchemy's, and a lost connection is
-    invalidated, as for any other statement."""
-    dbapi = conn.dialect.loaded_dbapi
-    cursor = conn.connection.cursor()
-    try:
-        cursor.execute(statement, parameters)
-        row = cursor.fetchone()
-        if row is None:
-            raise RuntimeError(f"no row from {statement!r}")
-        return tuple(row)
-    except dbapi.Error as exc:
-        lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
-        if lost:
-            conn.invalidate(exc)
-        raise DBAPIError.instance(
-            statement,
-            parameters,
-            exc,
-            dbapi.Error,
-            connection_invalidated=lost,
-            dialect=conn.dialect,
-        ) from exc
-    finally:
-        cursor.close()
 
 
 def _batch_document(
@@ -156,7 +126,7 @@ def _post_postgres(
     seal: bool,
 ) -> Written:
     batch = _batch_document(journal, accounts, postings)
-    transaction_ids, *moved = _call(conn, POST_CALL, (now, batch, seal))
+    ((transaction_ids, *moved),) = driver.run(conn, POST_CALL, (now, batch, seal)).rows
     before = {}
     if moved[0] is not None:  # else every transaction was posted before
         for account, *found in zip(accounts, *moved, strict=True):

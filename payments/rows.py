@@ -1,6 +1,7 @@
-"""Rows written by Core statements outside the ORM's unit of work: new objects by one INSERT
-each, and the column changes of loaded objects by one UPDATE each, for the hot path, whose
-objects are few and whose flushes cost more than their statements."""
+"""Rows written by Core statements on the driver's cursor (`payments.prepared`), outside the
+ORM's unit of work: new objects by one INSERT each, and the column changes of loaded objects by
+one UPDATE each, for the hot path, whose objects are few and whose flushes cost more than their
+statements."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from sqlalchemy import update as sa_update
 from sqlalchemy.orm import DeclarativeBase, InstanceState, Session
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.exc import StaleDataError
+
+from payments import prepared
 
 KEY = "row_key"  # the bound name of the primary key in `update_of`: no column is called so
 
@@ -54,13 +57,18 @@ def values(obj: DeclarativeBase) -> dict[str, Any]:
 
 
 def insert(session: Session, *objects: DeclarativeBase) -> None:
-    """INSERT `objects` (new, of one mapped class, with the same columns set) now, in the
-    session's transaction, after writing the session's pending changes (`flush`). They stay
+    """INSERT `objects` (new, of one mapped class, every column with a Python-side default
+    set) now, in the session's transaction, after writing the session's pending changes
+    (`flush`). They stay
     outside the session: later changes to them are not written, and a query in this
     transaction sees the rows, not these objects."""
     flush(session)
-    if objects:
-        session.execute(insert_into(type(objects[0])), [values(obj) for obj in objects])
+    if not objects:
+        return
+    statement = insert_into(type(objects[0]))
+    conn = session.connection()
+    for obj in objects:
+        prepared.run(conn, statement, values(obj))
 
 
 def _changes(state: InstanceState[Any]) -> dict[str, Any] | None:
@@ -79,11 +87,13 @@ def _changes(state: InstanceState[Any]) -> dict[str, Any] | None:
 
 
 def flush(session: Session) -> None:
-    """Write the column changes of the session's loaded objects, each with one UPDATE by its
-    primary key (tables in the unit of work's order, rows by key), and mark them written.
-    With new or deleted objects pending, or a change that is not a plain column, it writes
-    nothing and leaves everything to the unit of work, which flushes before the next query."""
+    """Write the session's pending changes now. The column changes of loaded objects go as one
+    UPDATE each by primary key (tables in the unit of work's order, rows by key), and the
+    objects are marked written. With new or deleted objects pending, or a change that is not
+    a plain column, the unit of work writes everything instead (`Session.flush`): statements
+    run on the driver's cursor, as these are, do not flush the session first."""
     if session.new or session.deleted:
+        session.flush()
         return
     states = sorted(
         (inspect(obj) for obj in session.dirty),
@@ -93,12 +103,15 @@ def flush(session: Session) -> None:
     for state in states:
         changed = _changes(state)
         if changed is None or len(state.mapper.primary_key) != 1:
+            session.flush()
             return
         writes.append((state, changed))
     for state, changed in writes:
         if changed:
             (key,) = state.identity
-            done = session.connection().execute(update_of(state.class_), {KEY: key, **changed})
+            done = prepared.run(
+                session.connection(), update_of(state.class_), {**changed, KEY: key}
+            )
             if done.rowcount != 1:
                 raise StaleDataError(f"{state.class_.__name__} {key!r} was not updated")
         # What the unit of work does to an object it has written: nothing left pending.

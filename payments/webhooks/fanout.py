@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.orm import Session
 
-from payments import rows
+from payments import prepared, rows
 from payments.ids import new_id
 from payments.models import Event
 from payments.webhooks.models import DeliveryJob, WebhookEndpoint
@@ -64,14 +64,16 @@ def enqueue(session: Session, event: Event) -> list[DeliveryJob]:
     """Add a delivery job for each enabled endpoint that subscribes to the event's type: its
     agency's in its mode, or for a finance event, the finance keys'."""
     if event.agency_id is None:
-        found = session.connection().execute(_FINANCE_ENDPOINTS)
+        found = prepared.run(session.connection(), _FINANCE_ENDPOINTS, {})
     else:
-        found = session.connection().execute(
-            _AGENCY_ENDPOINTS, {"agency_id": event.agency_id, "livemode": event.livemode}
+        found = prepared.run(
+            session.connection(),
+            _AGENCY_ENDPOINTS,
+            {"agency_id": event.agency_id, "livemode": event.livemode},
         )
     jobs = [
         new_job(event, endpoint_id)
-        for endpoint_id, events in found
+        for endpoint_id, events in found.rows
         if subscribed(events, event.type)
     ]
     rows.insert(session, *jobs)
