@@ -1,6 +1,6 @@
 """Core writes outside the unit of work (payments/rows.py), on both databases: a change to a
 loaded object is one UPDATE, the object is left with nothing pending, a later change is still
-written, and anything the Core writes cannot do alone is left whole to the ORM."""
+written, and anything the Core writes cannot do alone is handed whole to the ORM's flush."""
 
 from __future__ import annotations
 
