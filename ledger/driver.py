@@ -1,8 +1,8 @@
 """Statements run on the database driver's own cursor, inside a SQLAlchemy connection's
 transaction: for the hot path, where SQLAlchemy's per-statement execution and result machinery
-costs more than the statement. The engine's listeners still hear each statement (statement
-budgets count them), driver errors are raised as SQLAlchemy's, and a lost connection is
-invalidated, as for any other statement."""
+costs more than the statement. The engine's `before_cursor_execute` listeners still hear each
+statement (statement budgets count them), driver errors are raised as SQLAlchemy's, and a lost
+connection is invalidated, as for any other statement."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ Parameters = Sequence[Any] | Mapping[str, Any]
 @dataclasses.dataclass(frozen=True)
 class Ran:
     """What a statement returned: its rows (none for a write without RETURNING) and the
-    number of rows it wrote or returned."""
+    driver's row count (the rows an INSERT or UPDATE wrote)."""
 
     rows: list[Any]
     rowcount: int

@@ -59,9 +59,8 @@ def values(obj: DeclarativeBase) -> dict[str, Any]:
 def insert(session: Session, *objects: DeclarativeBase) -> None:
     """INSERT `objects` (new, of one mapped class, every column with a Python-side default
     set) now, in the session's transaction, after writing the session's pending changes
-    (`flush`). They stay
-    outside the session: later changes to them are not written, and a query in this
-    transaction sees the rows, not these objects."""
+    (`flush`). They stay outside the session: later changes to them are not written, and a
+    query in this transaction sees the rows, not these objects."""
     flush(session)
     if not objects:
         return
