@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, fields
-from marshmallow import missing
+from marshmallow import Schema, fields, missing
 
 # (output key, attribute to read or None for a field that reads none, the field, its name)
 Step = tuple[str, str | None, fields.Field[Any], str]

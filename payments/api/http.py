@@ -148,10 +148,11 @@ def _parse_body() -> None:
     raw = request.get_data(cache=True)
     if len(raw) > max_bytes:
         raise PayloadTooLarge("the request body is over 64 KiB")
-    if not raw.strip():
+    is_json = request.mimetype == "application/json"
+    if not raw or (not raw.strip() and not is_json):  # no body; blanks declared JSON are not
         g.body = {}
         return
-    if request.mimetype != "application/json":
+    if not is_json:
         raise InvalidRequest(
             "the body must be JSON with Content-Type: application/json",
             code="unsupported_media_type",

@@ -14,6 +14,7 @@ from flask.sansio.app import App
 from flask_smorest import Blueprint
 from marshmallow import fields
 
+from payments.api.arguments import BodyParser
 from payments.api.http import KEPT_STATUSES, REQUEST_ID_RE
 from payments.schemas import ErrorSchema
 
@@ -173,7 +174,10 @@ def _install_converter(api: Any) -> None:
 
 class ApiBlueprint(Blueprint):  # type: ignore[misc]
     """A flask-smorest blueprint whose every operation documents the errors of API.md that it
-    can answer, its path ids' shape and, on a `POST`, the `Idempotency-Key` header."""
+    can answer, its path ids' shape and, on a `POST`, the `Idempotency-Key` header. Its views
+    read the JSON body the request hooks parsed (`BodyParser`)."""
+
+    ARGUMENTS_PARSER = BodyParser()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -211,6 +211,7 @@ MALFORMED_JSON: list[tuple[str, bytes]] = [
     ("two-documents", b'{"amount": 1} {"amount": 2}'),
     ("invalid-utf8", b'{"reference": "\xc3\x28"}'),
     ("comment", b'{"amount": 12500 /* minor units */}'),
+    ("blank", b" \r\n\t "),
 ]
 NOT_AN_OBJECT: list[tuple[str, bytes]] = [
     ("empty-array", b"[]"),
