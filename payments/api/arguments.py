@@ -10,7 +10,7 @@ from marshmallow import Schema
 from webargs.flaskparser import FlaskParser
 
 
-class BodyParser(FlaskParser):  # type: ignore[misc]
+class BodyParser(FlaskParser):
     """webargs' Flask parser whose `json` location is the body the request hooks parsed
     (`g.body`, set on every API POST; an empty body is `{}`)."""
 

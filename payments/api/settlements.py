@@ -8,10 +8,10 @@ from typing import Any
 from flask import Request
 from flask_smorest.fields import Upload
 from marshmallow import Schema, fields, validate
-from webargs.flaskparser import FlaskParser
 from webargs.multidictproxy import MultiDictProxy
 from werkzeug.datastructures import CombinedMultiDict, FileStorage
 
+from payments.api.arguments import BodyParser
 from payments.api.context import gateway, principal
 from payments.api.openapi import ApiBlueprint
 from payments.schemas import (
@@ -27,11 +27,11 @@ from payments.service.payments import Page
 from payments.settlement import imports
 
 
-class MultipartParser(FlaskParser):
+class MultipartParser(BodyParser):
     """Reads a multipart body's form fields and files as one document, so one schema (and
     one OpenAPI request body) describes the whole upload."""
 
-    __location_map__ = {**FlaskParser.__location_map__, "multipart": "load_multipart"}
+    __location_map__ = {**BodyParser.__location_map__, "multipart": "load_multipart"}
 
     def load_multipart(self, req: Request, schema: Schema) -> MultiDictProxy:
         return MultiDictProxy(CombinedMultiDict([req.form, req.files]), schema)
