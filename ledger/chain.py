@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
+from ledger import prepared
 from ledger.encoding import link_hash
 from ledger.models import GENESIS_HASH, HEAD, JOURNAL, LINKS, QUEUE, dialect_insert
 
@@ -51,30 +52,40 @@ def head(session: Session) -> Anchor:
     return Anchor(int(row.seq), str(row.hash)) if row else Anchor(0, GENESIS_HASH)
 
 
+# Statements the seal runs on the driver's cursor (`ledger.prepared`).
+_HEAD = select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1).with_for_update()
+_QUEUED = (
+    select(QUEUE.c.transaction_id, JOURNAL.c.content_hash, LINKS.c.seq)
+    .join(JOURNAL, JOURNAL.c.id == QUEUE.c.transaction_id)
+    .outerjoin(LINKS, LINKS.c.transaction_id == QUEUE.c.transaction_id)
+    .order_by(QUEUE.c.transaction_id)
+    .limit(bindparam("limit"))
+)
+# The queue rows up to the last one a seal took: every queue row has its journal row, so these
+# are exactly the rows `_QUEUED` returned.
+_DEQUEUE = delete(QUEUE).where(QUEUE.c.transaction_id <= bindparam("last"))
+_NEW_LINK = insert(LINKS)
+_MOVE_HEAD = update(HEAD).where(HEAD.c.id == 1)
+
+
 def _lock_head(conn: Connection) -> tuple[int, str]:
     """Wait for the head's row lock (on SQLite the write lock is held already); a database
     without a head row gets the genesis head."""
-    query = select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1).with_for_update()
-    head = conn.execute(query).first()
-    if head is None:
+    found = prepared.run(conn, _HEAD, {}).rows
+    if not found:
         conn.execute(
             dialect_insert(conn)(HEAD)
             .values(id=1, seq=0, hash=GENESIS_HASH)
             .on_conflict_do_nothing(index_elements=["id"])
         )
-        head = conn.execute(query).one()
-    return int(head.seq), str(head.hash)
+        found = prepared.run(conn, _HEAD, {}).rows
+    ((seq, link),) = found
+    return int(seq), str(link)
 
 
 def _seal_portable(conn: Connection, head: tuple[int, str], limit: int) -> int:
     """The same seal as `SEAL_SQL`, with the links computed here."""
-    taken = conn.execute(
-        select(QUEUE.c.transaction_id, JOURNAL.c.content_hash, LINKS.c.seq)
-        .join(JOURNAL, JOURNAL.c.id == QUEUE.c.transaction_id)
-        .outerjoin(LINKS, LINKS.c.transaction_id == QUEUE.c.transaction_id)
-        .order_by(QUEUE.c.transaction_id)
-        .limit(limit)
-    ).all()
+    taken = prepared.run(conn, _QUEUED, {"limit": limit}).rows
     if not taken:
         return 0
     seq, link = head
@@ -83,10 +94,10 @@ def _seal_portable(conn: Connection, head: tuple[int, str], limit: int) -> int:
         if chained is None:
             seq, link = seq + 1, link_hash(link, digest)
             links.append({"seq": seq, "transaction_id": transaction_id, "hash": link})
-    conn.execute(delete(QUEUE).where(QUEUE.c.transaction_id.in_([row[0] for row in taken])))
+    prepared.run(conn, _DEQUEUE, {"last": taken[-1][0]})
     if links:
-        conn.execute(insert(LINKS), links)
-        conn.execute(update(HEAD).where(HEAD.c.id == 1).values(seq=seq, hash=link))
+        prepared.run_many(conn, _NEW_LINK, links)
+        prepared.run(conn, _MOVE_HEAD, {"seq": seq, "hash": link})
     return len(links)
 
 

@@ -6,8 +6,9 @@ connection is invalidated, as for any other statement."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
@@ -27,13 +28,29 @@ class Ran:
 
 def run(conn: Connection, statement: str, parameters: Parameters) -> Ran:
     """Run `statement`, written in the driver's parameter style, with `parameters`."""
-    dbapi = conn.dialect.loaded_dbapi
-    cursor = conn.connection.cursor()
-    try:
-        conn.dispatch.before_cursor_execute(conn, cursor, statement, parameters, None, False)
+    with _cursor(conn, statement, parameters, many=False) as cursor:
         cursor.execute(statement, parameters)
         rows = cursor.fetchall() if cursor.description is not None else []
         return Ran(list(rows), cursor.rowcount)
+
+
+def run_many(conn: Connection, statement: str, parameters: Sequence[Parameters]) -> int:
+    """Run the write `statement` once for each of `parameters`, as one statement for the
+    listeners (the driver's `executemany`). Returns the driver's row count."""
+    with _cursor(conn, statement, parameters, many=True) as cursor:
+        cursor.executemany(statement, parameters)
+        return int(cursor.rowcount)
+
+
+@contextlib.contextmanager
+def _cursor(conn: Connection, statement: str, parameters: Any, *, many: bool) -> Iterator[Any]:
+    """A driver cursor for one statement, the listeners told of it first; a driver error is
+    raised as SQLAlchemy's, a lost connection invalidated."""
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = conn.connection.cursor()
+    try:
+        conn.dispatch.before_cursor_execute(conn, cursor, statement, parameters, None, many)
+        yield cursor
     except dbapi.Error as exc:
         lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
         if lost:

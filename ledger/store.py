@@ -5,7 +5,7 @@ On PostgreSQL the batch goes, as one JSON document, to the `ledger_post` functio
 0003): journal rows, queue rows and a seal if the chain head is free (see `ledger.chain`), then
 each account in sorted order, created if missing and locked by the update of its totals (so
 concurrent postings never deadlock), then the postings. On SQLite, where writers are
-serialized, plain statements do the same.
+serialized, plain statements do the same, on the driver's cursor (`ledger.prepared`).
 
 A repeated external id is left alone and answered `None`, for the caller to compare. Totals
 are written before the caller checks kinds and limits on what this returns: a refusal raises,
@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, tuple_, update
+from sqlalchemy import Connection, Select, and_, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import sqlite
 
-from ledger import chain, driver
+from ledger import chain, driver, prepared
 from ledger.models import ACCOUNTS, JOURNAL, POSTINGS, QUEUE
 
 Key = tuple[str, str]  # (account code, currency)
@@ -154,19 +155,48 @@ def _create(conn: Connection, accounts: list[AccountRow], now: dt.datetime) -> N
     )
 
 
-def _totals(conn: Connection, accounts: list[AccountRow]) -> dict[Key, Totals]:
-    c = ACCOUNTS.c
-    wanted = tuple_(c.code, c.currency).in_([(a.code, a.currency) for a in accounts])
-    rows = conn.execute(
-        select(
-            c.id, c.code, c.currency, c.kind, c.min_balance_minor, c.debits_minor, c.credits_minor
-        ).where(wanted)
+# Statements the SQLite posting runs on the driver's cursor (`ledger.prepared`).
+_NEW_TRANSACTION = (
+    sqlite.insert(JOURNAL)
+    .on_conflict_do_nothing(index_elements=["external_id"])
+    .returning(JOURNAL.c.id, JOURNAL.c.external_id)
+)
+_QUEUE_ROW = insert(QUEUE)
+_MOVE_TOTALS = (
+    update(ACCOUNTS)
+    .where(ACCOUNTS.c.id == bindparam("account_id"))
+    .values(
+        debits_minor=ACCOUNTS.c.debits_minor + bindparam("debits"),
+        credits_minor=ACCOUNTS.c.credits_minor + bindparam("credits"),
     )
-    return {
-        (r.code, r.currency): Totals(
-            r.id, r.kind, r.min_balance_minor, r.debits_minor, r.credits_minor
+)
+_NEW_POSTING = insert(POSTINGS)
+
+
+@functools.cache
+def _totals_of(count: int) -> Select[Any]:
+    """The totals of `count` accounts, each named by bound `code_i` and `currency_i`."""
+    c = ACCOUNTS.c
+    return select(
+        c.id, c.code, c.currency, c.kind, c.min_balance_minor, c.debits_minor, c.credits_minor
+    ).where(
+        or_(
+            *(
+                and_(c.code == bindparam(f"code_{i}"), c.currency == bindparam(f"currency_{i}"))
+                for i in range(count)
+            )
         )
-        for r in rows
+    )
+
+
+def _totals(conn: Connection, accounts: list[AccountRow]) -> dict[Key, Totals]:
+    named: dict[str, str] = {}
+    for i, a in enumerate(accounts):
+        named[f"code_{i}"], named[f"currency_{i}"] = a.code, a.currency
+    rows = prepared.run(conn, _totals_of(len(accounts)), named).rows
+    return {
+        (code, currency): Totals(id_, kind, floor, debits, credits)
+        for id_, code, currency, kind, floor, debits, credits in rows
     }
 
 
@@ -179,18 +209,19 @@ def _post_sqlite(
     *,
     seal: bool,
 ) -> Written:
-    inserted = conn.execute(
-        sqlite.insert(JOURNAL)
-        .on_conflict_do_nothing(index_elements=["external_id"])
-        .returning(JOURNAL.c.id, JOURNAL.c.external_id),
-        [{**dataclasses.asdict(r), "created_at": now} for r in journal],
-    ).all()
+    inserted = [
+        row
+        for r in journal
+        for row in prepared.run(
+            conn, _NEW_TRANSACTION, {**dataclasses.asdict(r), "created_at": now}
+        ).rows
+    ]
     new_ids = {external_id: transaction_id for transaction_id, external_id in inserted}
     transaction_ids = [new_ids.get(r.external_id) for r in journal]
     fresh = [p for p in postings if transaction_ids[p.transaction] is not None]
     if not fresh:
         return Written(transaction_ids, {})
-    conn.execute(insert(QUEUE), [{"transaction_id": row.id} for row in inserted])
+    prepared.run_many(conn, _QUEUE_ROW, [{"transaction_id": row[0]} for row in inserted])
     if seal:
         chain.seal_queue(conn)
 
@@ -203,29 +234,25 @@ def _post_sqlite(
     if missing:
         _create(conn, missing, now)
         before = _totals(conn, moved)
-    c = ACCOUNTS.c
-    conn.execute(
-        update(ACCOUNTS)
-        .where(c.id == bindparam("account_id"))
-        .values(
-            debits_minor=c.debits_minor + bindparam("debits"),
-            credits_minor=c.credits_minor + bindparam("credits"),
-        ),
+
+    def account_id(index: int) -> int:
+        return before[(accounts[index].code, accounts[index].currency)].id
+
+    prepared.run_many(
+        conn,
+        _MOVE_TOTALS,
         [
-            {
-                "account_id": before[(accounts[index].code, accounts[index].currency)].id,
-                "debits": debits,
-                "credits": credits,
-            }
+            {"account_id": account_id(index), "debits": debits, "credits": credits}
             for index, (debits, credits) in sorted(added.items())
         ],
     )
-    conn.execute(
-        insert(POSTINGS),
+    prepared.run_many(
+        conn,
+        _NEW_POSTING,
         [
             {
                 "transaction_id": transaction_ids[p.transaction],
-                "account_id": before[(accounts[p.account].code, accounts[p.account].currency)].id,
+                "account_id": account_id(p.account),
                 "direction": p.direction,
                 "amount_minor": p.amount_minor,
             }

@@ -1,4 +1,4 @@
-"""Rows written by Core statements on the driver's cursor (`payments.prepared`), outside the
+"""Rows written by Core statements on the driver's cursor (`ledger.prepared`), outside the
 ORM's unit of work: new objects by one INSERT each, and the column changes of loaded objects by
 one UPDATE each, for the hot path, whose objects are few and whose flushes cost more than their
 statements."""
@@ -15,7 +15,7 @@ from sqlalchemy.orm import DeclarativeBase, InstanceState, Session
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.exc import StaleDataError
 
-from payments import prepared
+from ledger import prepared
 
 KEY = "row_key"  # the bound name of the primary key in `update_of`: no column is called so
 

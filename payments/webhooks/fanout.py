@@ -6,7 +6,8 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.orm import Session
 
-from payments import prepared, rows
+from ledger import prepared
+from payments import rows
 from payments.ids import new_id
 from payments.models import Event
 from payments.webhooks.models import DeliveryJob, WebhookEndpoint

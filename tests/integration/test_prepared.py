@@ -1,4 +1,4 @@
-"""Statements on the driver's cursor (payments/prepared.py, ledger/driver.py), on both
+"""Statements on the driver's cursor (ledger/prepared.py, ledger/driver.py), on both
 databases: values go in and come back as the ORM writes and reads them, a driver error is
 SQLAlchemy's and leaves nothing written, and a statement the driver cannot take as it is is
 refused rather than run without its defaults."""
@@ -6,13 +6,15 @@ refused rather than run without its defaults."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 
-from payments import prepared, rows
+from ledger import prepared
+from payments import rows
 from payments.gateway import Gateway
 from payments.models import Event, Payment
 from tests.conftest import PAYMENT, auth
@@ -87,3 +89,76 @@ def test_a_column_left_to_its_python_default_is_refused(gw: Gateway) -> None:
     # amount_captured_minor has a Python-side default, which only SQLAlchemy's execution fills in.
     with pytest.raises(ValueError, match="amount_captured_minor"):
         prepared.prepare(rows.insert_into(Payment), gw.db.engine.dialect, ("id", "agency_id"))
+
+
+def _event(event_id: str, payment_id: str) -> dict[str, object]:
+    return {
+        "id": event_id,
+        "agency_id": "om-moh",
+        "livemode": False,
+        "type": "payment.updated",
+        "object_id": payment_id,
+        "body": "{}",
+        "created_at": WRITTEN,
+    }
+
+
+def test_a_writes_returned_values_come_back_as_the_orm_reads_them(
+    gw: Gateway, payment_id: str
+) -> None:
+    returning = rows.insert_into(Event).returning(Event.id, Event.livemode, Event.created_at)
+    with gw.db.transaction() as session:
+        ran = prepared.run(
+            session.connection(), returning, _event("evt_prepared00000000000003", payment_id)
+        )
+    assert ran.rows == [("evt_prepared00000000000003", False, WRITTEN)]
+    assert ran.rowcount == 1
+
+
+def test_many_values_are_one_statement_and_each_row_is_written(
+    gw: Gateway, payment_id: str
+) -> None:
+    ids = [f"evt_prepared0000000000001{n}" for n in range(3)]
+    heard: list[str] = []
+
+    def statement(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        if sql.startswith("INSERT"):
+            heard.append(sql)
+
+    event.listen(gw.db.engine, "before_cursor_execute", statement)
+    try:
+        with gw.db.transaction() as session:
+            written = prepared.run_many(
+                session.connection(),
+                rows.insert_into(Event),
+                [_event(event_id, payment_id) for event_id in ids],
+            )
+    finally:
+        event.remove(gw.db.engine, "before_cursor_execute", statement)
+    assert written == 3 and len(heard) == 1
+    with gw.db.read() as session:
+        stored = session.scalars(select(Event).where(Event.id.in_(ids)).order_by(Event.id)).all()
+    assert [(e.id, e.created_at, e.livemode) for e in stored] == [
+        (event_id, WRITTEN, False) for event_id in ids
+    ]
+
+
+def test_many_values_of_a_failing_write_raise_sqlalchemys_error_and_write_nothing(
+    gw: Gateway, payment_id: str
+) -> None:
+    twice = _event("evt_prepared00000000000020", payment_id)
+    with pytest.raises(IntegrityError), gw.db.transaction() as session:
+        prepared.run_many(session.connection(), rows.insert_into(Event), [twice, twice])
+    with gw.db.read() as session:
+        assert session.get(Event, "evt_prepared00000000000020") is None
+
+
+def test_a_statement_returning_rows_is_refused_for_many_values(
+    gw: Gateway, payment_id: str
+) -> None:
+    returning = rows.insert_into(Event).returning(Event.id)
+    event_id = "evt_prepared00000000000030"
+    with pytest.raises(ValueError, match="returns rows"), gw.db.transaction() as session:
+        prepared.run_many(session.connection(), returning, [_event(event_id, payment_id)])
+    with gw.db.read() as session:
+        assert session.get(Event, event_id) is None

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Insert, Select, Update
+from sqlalchemy import ColumnElement, Connection, Delete, Dialect, Insert, Select, Update
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from ledger import driver
 
 Convert = Callable[[Any], Any] | None
-Statement = Insert | Update | Select[*tuple[Any, ...]]
+Statement = Insert | Update | Delete | Select[*tuple[Any, ...]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,21 +65,39 @@ def prepare(statement: Statement, dialect: Dialect, keys: tuple[str, ...] = ()) 
     converts = tuple(
         binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
     )
-    results: tuple[Convert, ...] = ()
-    if isinstance(statement, Select):
-        results = tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in statement.selected_columns
-        )
+    # A write's RETURNING columns as given: its `exported_columns` may be a stale copy of the
+    # statement it was derived from (`insert(t).returning(...)` keeps `insert(t)`'s memoized
+    # empty list once that was compiled).
+    returned = (
+        list(statement.selected_columns)
+        if isinstance(statement, Select)
+        else [c for c in statement._returning if isinstance(c, ColumnElement)]
+    )
+    results = tuple(
+        column.type.dialect_impl(dialect).result_processor(dialect, None) for column in returned
+    )
     return Prepared(compiled.string, names, compiled.positional, bound, converts, results)
 
 
 def run(conn: Connection, statement: Statement, values: Mapping[str, Any]) -> driver.Ran:
     """Run `statement` with `values` (by column key or bound name) in `conn`'s transaction;
-    a SELECT's rows come back converted to Python's values."""
+    the rows it returns (a SELECT's, or a write's RETURNING) come back as Python's values."""
     keys = () if isinstance(statement, Select) else tuple(values)
     prepared = prepare(statement, conn.dialect, keys)
     ran = driver.run(conn, prepared.text, prepared.parameters(values))
     if prepared.results:
         return driver.Ran([prepared.row(row) for row in ran.rows], ran.rowcount)
     return ran
+
+
+def run_many(
+    conn: Connection, statement: Insert | Update | Delete, values: Sequence[Mapping[str, Any]]
+) -> int:
+    """Run the write `statement` once for each of `values` (each with the same keys, by column
+    key or bound name) as one statement (`driver.run_many`). Returns the rows written."""
+    if not values:
+        return 0
+    prepared = prepare(statement, conn.dialect, tuple(values[0]))
+    if prepared.results:
+        raise ValueError("a statement that returns rows cannot be run for many values")
+    return driver.run_many(conn, prepared.text, [prepared.parameters(v) for v in values])
