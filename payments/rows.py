@@ -6,16 +6,19 @@ statements."""
 from __future__ import annotations
 
 import functools
-from typing import Any, cast
+from collections.abc import Sequence
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Insert, Table, Update, bindparam, inspect
+from sqlalchemy import Column, Insert, Table, Update, bindparam, inspect
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import update as sa_update
-from sqlalchemy.orm import DeclarativeBase, InstanceState, Session
+from sqlalchemy.orm import DeclarativeBase, InstanceState, Session, make_transient_to_detached
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.exc import StaleDataError
 
 from ledger import prepared
+
+Loaded = TypeVar("Loaded", bound=DeclarativeBase)
 
 KEY = "row_key"  # the bound name of the primary key in `update_of`: no column is called so
 
@@ -32,6 +35,38 @@ def _position(model: type[DeclarativeBase]) -> int:
     first), which is the order the unit of work writes tables in."""
     table = cast(Table, model.__table__)
     return [t.name for t in table.metadata.sorted_tables].index(table.name)
+
+
+@functools.cache
+def columns_of(model: type[DeclarativeBase]) -> tuple[Column[Any], ...]:
+    """The columns a mapped class maps, in its attributes' order: what `loaded` takes a row of."""
+    table = cast(Table, model.__table__)
+    return tuple(table.c[column] for column in _columns(model).values())
+
+
+def loaded(session: Session, model: type[Loaded], row: Sequence[Any]) -> Loaded:
+    """The persistent object of `model` for `row`, its `columns_of` as read in the session's
+    transaction: the one the session holds already for that primary key, as the ORM's own
+    load gives it (a loaded object is not overwritten), or a new one attached to the session
+    with those values as loaded, unchanged."""
+    mapper = inspect(model)
+    values = dict(zip(_columns(model), row, strict=True))
+    key = mapper.identity_key_from_primary_key(tuple(values[k] for k in _keys(model)))
+    held = session.identity_map.get(key)
+    if held is not None:
+        return cast(Loaded, held)
+    obj = mapper.class_manager.new_instance()
+    obj.__dict__.update(values)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return cast(Loaded, obj)
+
+
+@functools.cache
+def _keys(model: type[DeclarativeBase]) -> tuple[str, ...]:
+    """The attribute names of a mapped class's primary key columns, in the key's order."""
+    mapper = inspect(model)
+    return tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
 
 
 @functools.cache

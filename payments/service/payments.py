@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
+from ledger import prepared
 from payments import clock, idempotency, metrics, rows
 from payments.checkout.tokens import page_url
 from payments.errors import Conflict, NotFound, ProviderFailed, ValidationFailed
@@ -92,8 +93,9 @@ def scoped(query: QueryT, model: Any, principal: Principal) -> QueryT:
     return _own(query, model).params(scope) if scope else query
 
 
-# The hot path's reads, built once with bound parameters: (the principal's own only, locked).
-_PAYMENT = select(Payment).where(Payment.id == bindparam("payment_id"))
+# The hot path's reads, built once with bound parameters and run on the driver's cursor
+# (`ledger.prepared`): (the principal's own only, locked).
+_PAYMENT = select(*rows.columns_of(Payment)).where(Payment.id == bindparam("payment_id"))
 _PAYMENTS = {
     (False, False): _PAYMENT,
     (False, True): _PAYMENT.with_for_update(),
@@ -103,12 +105,14 @@ _PAYMENTS = {
 # The payment and one of its attempts, locked in one statement: payment first, as everywhere
 # (PostgreSQL locks a join's rows in the order of its FROM list).
 _WITH_ATTEMPT = (
-    select(Payment, Attempt)
+    select(*rows.columns_of(Payment), *rows.columns_of(Attempt))
+    .select_from(Payment)
     .join(Attempt, Attempt.payment_id == Payment.id)
     .where(Payment.id == bindparam("payment_id"), Attempt.id == bindparam("attempt_id"))
     .with_for_update()
 )
 _WITH_ATTEMPTS = {False: _WITH_ATTEMPT, True: _own(_WITH_ATTEMPT, Payment)}
+_PAYMENT_WIDTH = len(rows.columns_of(Payment))
 
 
 def load_payment(
@@ -117,12 +121,13 @@ def load_payment(
     if not is_id(payment_id, "pay"):
         raise NotFound(f"no payment {payment_id[:40]!r}", param="id")
     scope = _scope(principal)
-    payment: Payment | None = session.execute(
-        _PAYMENTS[bool(scope), lock], {"payment_id": payment_id, **scope}
-    ).scalar_one_or_none()
-    if payment is None:
+    rows.flush(session)
+    found = prepared.run(
+        session.connection(), _PAYMENTS[bool(scope), lock], {"payment_id": payment_id, **scope}
+    ).rows
+    if not found:
         raise NotFound(f"no payment {payment_id}", param="id")
-    return payment
+    return rows.loaded(session, Payment, found[0])
 
 
 def paginate(
@@ -335,13 +340,19 @@ def _lock_with_attempt(
 ) -> tuple[Payment, Attempt]:
     """The payment and one of its attempts, locked in one statement."""
     scope = _scope(principal)
-    row = session.execute(
+    rows.flush(session)
+    found = prepared.run(
+        session.connection(),
         _WITH_ATTEMPTS[bool(scope)],
         {"payment_id": payment_id, "attempt_id": attempt_id, **scope},
-    ).one_or_none()
-    if row is None:
+    ).rows
+    if not found:
         raise NotFound(f"no payment {payment_id}", param="id")
-    return row[0], row[1]
+    ((*row,),) = found
+    return (
+        rows.loaded(session, Payment, row[:_PAYMENT_WIDTH]),
+        rows.loaded(session, Attempt, row[_PAYMENT_WIDTH:]),
+    )
 
 
 def _agency_of(session: Session, principal: Principal | None, payment: Payment) -> AgencyFacts:

@@ -1,6 +1,7 @@
 """Core writes outside the unit of work (payments/rows.py), on both databases: a change to a
 loaded object is one UPDATE, the object is left with nothing pending, a later change is still
-written, and anything the Core writes cannot do alone is handed whole to the ORM's flush."""
+written, and anything the Core writes cannot do alone is handed whole to the ORM's flush; a row
+read on the driver's cursor becomes the object the ORM would have loaded."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import event, select
+from sqlalchemy import event, inspect, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
+from ledger import prepared
 from payments import rows
 from payments.gateway import Gateway
 from payments.models import Event, Payment
@@ -122,3 +125,58 @@ def test_an_insert_after_an_object_added_to_the_session_comes_after_it(
     with gw.db.read() as session:
         found = session.execute(select(Event.id).where(Event.object_id == payment_id)).scalars()
         assert {EVENT_ID, LATER_EVENT_ID} <= set(found)
+
+
+def _read(session: Session, payment_id: str) -> tuple[Any, ...]:
+    (row,) = prepared.run(
+        session.connection(),
+        select(*rows.columns_of(Payment)).where(Payment.id == payment_id),
+        {},
+    ).rows
+    return tuple(row)
+
+
+def _attributes(payment: Payment) -> dict[str, Any]:
+    return {key: getattr(payment, key) for key in [a.key for a in inspect(Payment).column_attrs]}
+
+
+def test_a_loaded_row_is_the_object_the_orm_would_load(gw: Gateway, payment_id: str) -> None:
+    with gw.db.read() as session:
+        through_orm = _attributes(session.get(Payment, payment_id))  # type: ignore[arg-type]
+    with gw.db.transaction() as session:
+        payment = rows.loaded(session, Payment, _read(session, payment_id))
+        state = inspect(payment)
+        assert state.persistent and payment in session and not session.dirty
+        assert _attributes(payment) == through_orm
+        assert session.get(Payment, payment_id) is payment  # the session's own, by its key
+
+
+def test_a_change_to_a_loaded_object_is_written_by_either_flush(
+    gw: Gateway, payment_id: str
+) -> None:
+    with gw.db.transaction() as session:
+        payment = rows.loaded(session, Payment, _read(session, payment_id))
+        payment.description = "written by rows.flush"
+        with statements(gw.db.engine) as seen:
+            rows.flush(session)
+        assert [s.split(" SET ")[0] for s in seen] == ["UPDATE PAYMENTS"]
+    with gw.db.transaction() as session:
+        payment = rows.loaded(session, Payment, _read(session, payment_id))
+        assert payment.description == "written by rows.flush"
+        payment.description = "written by the unit of work"
+        session.flush()
+    with gw.db.read() as session:
+        stored = session.get(Payment, payment_id)
+        assert stored is not None and stored.description == "written by the unit of work"
+
+
+def test_a_row_of_an_object_the_session_holds_gives_the_held_object_unchanged(
+    gw: Gateway, payment_id: str
+) -> None:
+    with gw.db.transaction() as session:
+        held = session.get(Payment, payment_id)
+        assert held is not None
+        row = _read(session, payment_id)
+        held.description = "changed in the session, not yet written"
+        assert rows.loaded(session, Payment, row) is held
+        assert held.description == "changed in the session, not yet written"
