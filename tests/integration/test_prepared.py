@@ -162,3 +162,33 @@ def test_a_statement_returning_rows_is_refused_for_many_values(
         prepared.run_many(session.connection(), returning, [_event(event_id, payment_id)])
     with gw.db.read() as session:
         assert session.get(Event, event_id) is None
+
+
+def test_statements_share_one_cursor_until_their_connection_is_replaced(
+    gw: Gateway, payment_id: str
+) -> None:
+    amount = select(Payment.amount_minor).where(Payment.id == payment_id)
+
+    def cursors() -> list[Any]:
+        seen: list[Any] = []  # the cursors themselves: a freed one's id may be reused
+
+        def note(_conn: Any, cursor: Any, sql: str, *_args: Any) -> None:
+            if "amount_minor" in sql and not any(cursor is c for c in seen):
+                seen.append(cursor)
+
+        event.listen(gw.db.engine, "before_cursor_execute", note)
+        try:
+            with gw.db.read() as session:
+                for _ in range(3):
+                    assert prepared.run(session.connection(), amount, {}).rows == [
+                        (PAYMENT["amount"],)
+                    ]
+                session.connection().invalidate()  # as when the database went away
+            with gw.db.read() as session:
+                assert prepared.run(session.connection(), amount, {}).rows
+        finally:
+            event.remove(gw.db.engine, "before_cursor_execute", note)
+        return seen
+
+    # One cursor for the three statements; the replacement connection makes its own.
+    assert len(cursors()) == 2
