@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ledger import driver
 from payments.errors import Unavailable
 from payments.writer_turn import WriterTurn
 
@@ -36,7 +37,7 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get("gateway_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        driver.run(conn, "BEGIN IMMEDIATE" if immediate else "BEGIN", ())
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
