@@ -348,7 +348,7 @@ def _lock_with_attempt(
     ).rows
     if not found:
         raise NotFound(f"no payment {payment_id}", param="id")
-    ((*row,),) = found
+    (row,) = found
     return (
         rows.loaded(session, Payment, row[:_PAYMENT_WIDTH]),
         rows.loaded(session, Attempt, row[_PAYMENT_WIDTH:]),

@@ -186,3 +186,27 @@ def test_a_batch_checks_limits_after_every_transaction(gw: Gateway) -> None:
     with pytest.raises(ledger.LedgerError, match="twice"), gw.db.transaction() as session:
         ledger.post_many(session, [spec("x", 1), spec("x", 2)], clock.now())
     assert _count(gw, ledger.JournalTransaction) == 0
+
+
+def test_a_seal_takes_at_most_its_limit_oldest_first_and_leaves_the_rest_queued(
+    gw: Gateway,
+) -> None:
+    with gw.db.transaction() as session:
+        posted = ledger.post_many(
+            session, [spec(f"queued-{n}", 10 + n) for n in range(3)], clock.now(), seal=False
+        )
+    ids = [p.transaction_id for p in posted]
+
+    def queued() -> list[int]:
+        with gw.db.read() as session:
+            found = session.scalars(select(ledger.Unsealed.transaction_id))
+            return sorted(found)
+
+    assert queued() == ids
+    with gw.db.transaction() as session:
+        assert ledger.seal(session, limit=2) == 2
+    assert queued() == ids[2:]
+    with gw.db.transaction() as session:
+        assert ledger.seal(session, limit=2) == 1
+    assert queued() == []
+    assert verify(gw).ok
