@@ -42,6 +42,12 @@ DEFAULT_RATE_LIMIT_CHECKOUT_POST = "60/minute"
 MAX_RATE_LIMITS_FILE_BYTES = 1024 * 1024
 RATE_LIMIT_AGENCY_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}\Z")  # an agency id's shape
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "redis+unix://")
+METRICS_SAMPLE_S = 5.0
+MAX_METRICS_SAMPLE_S = 300.0
+# A bearer token as an HTTP header carries it: visible ASCII, long enough not to be guessed.
+METRICS_TOKEN_RE = re.compile(r"^[\x21-\x7e]{32,256}\Z")
+# Stripe's secret and restricted keys that move real money.
+LIVE_STRIPE_KEY_PREFIXES = ("sk_live_", "rk_live_")
 
 
 class ConfigurationError(Exception):
@@ -67,6 +73,9 @@ class Settings:
     stripe_api_key: str | None = None
     stripe_api_base: str | None = None
     stripe_webhook_secret: str | None = None
+    # `STRIPE_LOG`, the Stripe SDK's own console switch (refused in production): the Stripe
+    # acquirer holds it at `info` so that the SDK never prints a request body.
+    stripe_sdk_log: str | None = None
     sandbox_database: Path = Path("var/sandbox.db")
     # Faults the sandbox injects at random for fault drills (`GATEWAY_SANDBOX_FAULTS`, e.g.
     # `error_before_charge=0.1,timeout_after_charge=0.1,slow=0.1,slow_s=2`); empty: none.
@@ -98,6 +107,10 @@ class Settings:
     rate_limit_checkout_post: str = DEFAULT_RATE_LIMIT_CHECKOUT_POST
     # Where the rate limits count: unset, in each process; a Redis URL shares the counts.
     redis_url: str | None = None
+    # `GET /metrics` answers only `Authorization: Bearer <token>` when set; and reads the
+    # backlogs from the database at most once per `metrics_sample_s` in each process.
+    metrics_token: str | None = None
+    metrics_sample_s: float = METRICS_SAMPLE_S
 
     @property
     def is_production(self) -> bool:
@@ -274,8 +287,46 @@ def _redis_url(raw: str | None) -> str | None:
     return raw.strip()
 
 
+def _metrics_token(raw: str | None) -> str | None:
+    if raw is None or not raw.strip():
+        return None
+    if not METRICS_TOKEN_RE.match(raw.strip()):
+        # The message never repeats the token.
+        raise ConfigurationError(
+            "GATEWAY_METRICS_TOKEN must be 32 to 256 visible ASCII characters, no spaces"
+        )
+    return raw.strip()
+
+
+def _metrics_sample(raw: str | None) -> float:
+    if raw is None or not raw.strip():
+        return METRICS_SAMPLE_S
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"GATEWAY_METRICS_SAMPLE_S: {exc}") from exc
+    if not 0 < value <= MAX_METRICS_SAMPLE_S:
+        raise ConfigurationError(
+            f"GATEWAY_METRICS_SAMPLE_S must be above 0 and at most {MAX_METRICS_SAMPLE_S:.0f}"
+        )
+    return value
+
+
+def _refuse_stripe_console_log(get: Callable[[str], str | None]) -> None:
+    """`STRIPE_LOG` is the Stripe SDK's own switch: at `debug` it prints every request body,
+    a card's number and security code among them, to stderr past the gateway's log filter, and
+    at `info` a line per call. Any value is refused: one this SDK ignores may be honoured by
+    the next."""
+    if get("STRIPE_LOG"):
+        raise ConfigurationError(
+            "STRIPE_LOG turns on the Stripe SDK's console log, which can print card data to "
+            "stderr: unset it in production"
+        )
+
+
 def _refuse_unsafe_production(get: Callable[[str], str | None], routing: RoutingConfig) -> None:
     """Production runs on PostgreSQL, behind https, with no simulator: refuse anything else."""
+    _refuse_stripe_console_log(get)
     database_url = get("GATEWAY_DATABASE_URL") or ""
     if database_url.startswith("sqlite"):
         raise ConfigurationError(
@@ -354,6 +405,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         stripe_api_key=stripe_api_key,
         stripe_api_base=get("GATEWAY_STRIPE_API_BASE") or None,
         stripe_webhook_secret=get("GATEWAY_STRIPE_WEBHOOK_SECRET") or None,
+        stripe_sdk_log=get("STRIPE_LOG") or None,
         sandbox_database=Path(get("GATEWAY_SANDBOX_DATABASE", str(var_dir / "sandbox.db"))),
         sandbox_faults=_sandbox_faults(get("GATEWAY_SANDBOX_FAULTS")),
         settlement_lag_days=_settlement_lag(get("GATEWAY_SETTLEMENT_LAG_DAYS")),
@@ -380,4 +432,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             DEFAULT_RATE_LIMIT_CHECKOUT_POST,
         ),
         redis_url=_redis_url(get("GATEWAY_REDIS_URL")),
+        metrics_token=_metrics_token(get("GATEWAY_METRICS_TOKEN")),
+        metrics_sample_s=_metrics_sample(get("GATEWAY_METRICS_SAMPLE_S")),
     )

@@ -259,7 +259,11 @@ def breaks() -> None:
 @breaks.command("resolve")
 @click.argument("item")
 @click.option("--provider", required=True)
-@click.option("--note", required=True, help="Why the break needs no more work.")
+@click.option(
+    "--note",
+    required=True,
+    help="Why the break needs no more work: text, line breaks and tabs, no control characters.",
+)
 @click.option("--by", "resolved_by", required=True, help="Who resolved it.")
 def breaks_resolve(item: str, provider: str, note: str, resolved_by: str) -> None:
     """Mark a break (an item id of the report) resolved with a note."""

@@ -63,6 +63,7 @@ def _stripe(
         api_key=api_key,
         api_base=api_base or settings.stripe_api_base,
         webhook_secret=secret or settings.stripe_webhook_secret,
+        sdk_console_log=settings.stripe_sdk_log,
     )
 
 

@@ -5,7 +5,8 @@ Counters and histograms are written to files under `PROMETHEUS_MULTIPROC_DIR` wh
 gunicorn worker, adds up every process of the node; without it they live in this process.
 The metrics are built on first use, never at import: multiprocess mode must be chosen after
 the directory is known. Backlogs (webhook jobs pending, ledger transactions unsealed) are read
-from the database when scraped, in one query, and cost nothing per request.
+from the database in one query, by a `BacklogSampler` that asks at most once per interval
+however often `/metrics` is scraped, and cost nothing per request.
 """
 
 from __future__ import annotations
@@ -271,8 +272,47 @@ def read_backlog(session: Session) -> Backlog:
     return Backlog(webhook_jobs_pending=int(row[0] or 0), ledger_unsealed=int(row[1] or 0))
 
 
+# What a backlog sample's age is measured on: a monotonic clock, which no change of the wall
+# clock can stop or hurry; tests move it (`set_monotonic`) instead of sleeping.
+_monotonic: Callable[[], float] = time.monotonic
+
+
+def set_monotonic(source: Callable[[], float] | None) -> None:
+    """Replace the samplers' clock (tests); `None` restores `time.monotonic`."""
+    global _monotonic
+    _monotonic = source if source is not None else time.monotonic
+
+
+class BacklogSampler:
+    """The backlogs as last read, read again only once `interval_s` has passed.
+
+    Whoever can reach `/metrics` may scrape it as often as they like: this process asks the
+    database at most once per interval. A read that found the database away (None) stands for
+    its interval too, so a database that does not answer is not asked again at every scrape.
+    The lock makes a scrape that arrives during a read wait for its sample, not read again.
+    """
+
+    def __init__(self, read: Callable[[], Backlog | None], interval_s: float) -> None:
+        if not interval_s > 0:
+            raise ValueError(f"a sample interval must be above 0 seconds, not {interval_s}")
+        self._read = read
+        self._interval_s = interval_s
+        self._lock = threading.Lock()
+        self._sample: Backlog | None = None
+        self._taken_at: float | None = None
+
+    def current(self) -> Backlog | None:
+        with self._lock:
+            now = _monotonic()
+            if self._taken_at is None or now - self._taken_at >= self._interval_s:
+                self._sample = self._read()
+                self._taken_at = now
+            return self._sample
+
+
 class _BacklogCollector(Collector):
-    """Gauges read when scraped; none when the database does not answer."""
+    """Gauges of the backlogs `read` gives when scraped; none when it has none (the database
+    did not answer)."""
 
     def __init__(self, read: Callable[[], Backlog | None]) -> None:
         self._read = read

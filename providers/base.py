@@ -85,6 +85,11 @@ class ProviderResult:
     message: str | None = None
     redirect_url: str | None = None
     amount_captured_minor: int | None = None
+    # What the acquirer says the charge is for (the amount asked for, not what was captured),
+    # whenever its answer names it. The gateway refuses an answer whose charge is for another
+    # amount or currency than the attempt's: it is about some other payment.
+    amount_minor: int | None = None
+    currency: str | None = None  # ISO 4217, upper case
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import random
 import secrets
 import sqlite3
@@ -198,27 +199,24 @@ class SandboxProvider:
         return row
 
     def _result(self, row: sqlite3.Row) -> ProviderResult:
+        """The charge's state, saying what the charge is for, as a real acquirer's answer does."""
+        result = functools.partial(
+            ProviderResult,
+            reference=row["reference"],
+            amount_minor=row["amount_minor"],
+            currency=row["currency"],
+        )
         state = row["state"]
         if state == "requires_action":
-            return ProviderResult(
-                Outcome.REDIRECT,
-                reference=row["reference"],
-                redirect_url=f"{self.challenge_url}/{row['reference']}",
-            )
+            return result(Outcome.REDIRECT, redirect_url=f"{self.challenge_url}/{row['reference']}")
         if state == "declined":
-            return ProviderResult(
-                Outcome.DECLINED, reference=row["reference"], decline_code=row["decline_code"]
-            )
+            return result(Outcome.DECLINED, decline_code=row["decline_code"])
         outcome = {
             "captured": Outcome.APPROVED,
             "authorized": Outcome.REQUIRES_CAPTURE,
             "voided": Outcome.CANCELLED,
         }[state]
-        return ProviderResult(
-            outcome,
-            reference=row["reference"],
-            amount_captured_minor=row["amount_captured_minor"],
-        )
+        return result(outcome, amount_captured_minor=row["amount_captured_minor"])
 
     def authorize(self, request: AuthorizeRequest) -> ProviderResult:
         if request.card is None:

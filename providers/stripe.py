@@ -8,6 +8,7 @@ reached Stripe and no answer came back, `unknown`, and the gateway asks `status`
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -98,6 +99,25 @@ class _WithholdCardData(logging.Filter):
 
 _WITHHOLD_CARD_DATA = _WithholdCardData()
 
+# The SDK's own switch for printing its log to stderr, which it reads at import; it honours
+# `debug` (request and response bodies too) and `info` (one line per request and response).
+SDK_CONSOLE_LOG_VAR = "STRIPE_LOG"
+
+
+def _keep_card_data_off_the_console(console_log: str | None) -> None:
+    """At `debug` the SDK prints each request's form body to stderr itself, past any logging
+    filter, and a card payment's body holds the card number and the security code. The SDK's
+    public switch `stripe.log` outranks the variable, so holding it at `info` keeps the lines
+    a developer asked for and drops the bodies. The switch is the SDK's one console for the
+    whole process: there is no per-client one. Production refuses the variable outright
+    (config/settings.py), which reads the variable and hands it here as `console_log`."""
+    if stripe.log == "debug" or (stripe.log is None and console_log == "debug"):
+        stripe.log = "info"
+        log.warning(
+            "the Stripe SDK's console log is held at info: at debug it prints card data",
+            extra={"variable": SDK_CONSOLE_LOG_VAR},
+        )
+
 
 def _never_sent(error: stripe.APIConnectionError) -> bool:
     """True only when the TCP connection itself could not be made (refused, unreachable, name
@@ -174,43 +194,52 @@ def _describe(error: stripe.StripeError) -> str:
     return f"{type(error).__name__} (HTTP {error.http_status}, code {error.code})"
 
 
+def _amount_of(intent: Mapping[str, Any]) -> int | None:
+    return _int(intent, "amount")
+
+
+def _currency_of(intent: Mapping[str, Any]) -> str | None:
+    """The PaymentIntent's currency as the gateway writes it (Stripe writes it lower case)."""
+    currency = _str(intent, "currency")
+    return currency.upper() if currency else None
+
+
 def intent_result(intent: Mapping[str, Any]) -> ProviderResult:
-    """What a PaymentIntent's state means to the gateway; anything it cannot read is `unknown`."""
-    reference = _str(intent, "id")
+    """What a PaymentIntent's state means to the gateway; anything it cannot read is `unknown`.
+    Every answer says what the PaymentIntent is for, so the gateway can tell whether it is
+    about the attempt it asked for."""
+    result = functools.partial(
+        ProviderResult,
+        reference=_str(intent, "id"),
+        amount_minor=_amount_of(intent),
+        currency=_currency_of(intent),
+    )
     status = _str(intent, "status")
     received = _int(intent, "amount_received")
     if status == "succeeded":
-        return ProviderResult(Outcome.APPROVED, reference=reference, amount_captured_minor=received)
+        return result(Outcome.APPROVED, amount_captured_minor=received)
     if status == "requires_capture":
-        return ProviderResult(
-            Outcome.REQUIRES_CAPTURE, reference=reference, amount_captured_minor=received
-        )
+        return result(Outcome.REQUIRES_CAPTURE, amount_captured_minor=received)
     if status == "canceled":
-        return ProviderResult(
-            Outcome.CANCELLED, reference=reference, amount_captured_minor=received
-        )
+        return result(Outcome.CANCELLED, amount_captured_minor=received)
     if status == "requires_action":
         url = _str(_dict(_dict(intent, "next_action"), "redirect_to_url"), "url")
         if url is None:
             # An action the gateway cannot send the payer to: wait, never guess.
-            return ProviderResult(
+            return result(
                 Outcome.UNKNOWN,
-                reference=reference,
                 message="Stripe asks for an action without a page to send the payer to",
             )
-        return ProviderResult(Outcome.REDIRECT, reference=reference, redirect_url=url)
+        return result(Outcome.REDIRECT, redirect_url=url)
     error = _dict(intent, "last_payment_error")
     if status == "requires_payment_method" and error:
-        return ProviderResult(
+        return result(
             Outcome.DECLINED,
-            reference=reference,
             decline_code=decline_code(_str(error, "decline_code"), _str(error, "code")),
             message=_safe_message(_str(error, "message")),
         )
     # `processing`, or a state our create-and-confirm never leaves a payment in.
-    return ProviderResult(
-        Outcome.UNKNOWN, reference=reference, message=f"Stripe says the payment is {status}"
-    )
+    return result(Outcome.UNKNOWN, message=f"Stripe says the payment is {status}")
 
 
 def refund_result(refund: Mapping[str, Any]) -> RefundResult:
@@ -231,6 +260,22 @@ def refund_result(refund: Mapping[str, Any]) -> RefundResult:
     )
 
 
+def _not_this_attempts(intent: Mapping[str, Any], idempotency_key: str) -> str | None:
+    """Why the PaymentIntent cannot be the one `authorize` made under `idempotency_key`, or
+    None. Every PaymentIntent the gateway makes carries its attempt's key in its metadata, so
+    one without the key (made outside the gateway on the same account) is as foreign as one
+    with another attempt's; and one that does not say its amount and currency cannot be
+    checked against the attempt's."""
+    owner = _str(_dict(intent, "metadata"), "gateway_attempt")
+    if owner is None:
+        return "it carries no gateway_attempt metadata"
+    if owner != idempotency_key:
+        return "its gateway_attempt metadata names another attempt"
+    if _amount_of(intent) is None or _currency_of(intent) is None:
+        return "it does not say its amount and currency"
+    return None
+
+
 def _search_literal(value: str) -> str:
     """A value quoted for Stripe's search query language."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -247,7 +292,9 @@ class StripeProvider:
         api_base: str | None = None,
         webhook_secret: str | None = None,
         timeout_s: float = 20.0,
+        sdk_console_log: str | None = None,
     ) -> None:
+        """`sdk_console_log` is the SDK's `STRIPE_LOG` as the settings read it."""
         assert timeout_s > 0, "every Stripe call needs a timeout"
         self.name = name
         self.webhook_secret = webhook_secret
@@ -270,6 +317,7 @@ class StripeProvider:
             max_network_retries=0,
         )
         logging.getLogger("stripe").addFilter(_WITHHOLD_CARD_DATA)  # idempotent: one instance
+        _keep_card_data_off_the_console(sdk_console_log)
 
     def close(self) -> None:
         """Close this thread's pooled connections to Stripe."""
@@ -332,12 +380,14 @@ class StripeProvider:
             )
         except stripe.CardError as error:
             body = _error_body(error)
-            intent_data = _error_intent(error)
+            declined = _error_intent(error) or {}
             return ProviderResult(
                 Outcome.DECLINED,
-                reference=_str(intent_data, "id") if intent_data else None,
+                reference=_str(declined, "id"),
                 decline_code=decline_code(_str(body, "decline_code"), _str(body, "code")),
                 message=_safe_message(error.user_message),
+                amount_minor=_amount_of(declined),
+                currency=_currency_of(declined),
             )
         except stripe.StripeError as error:
             self._failed("authorize", error)
@@ -354,15 +404,17 @@ class StripeProvider:
         """A capture or a cancel that raised: refused, provably untouched, or unknown."""
         self._failed(call, error)
         if _refused(error):
-            intent_data = _error_intent(error)
-            if intent_data is not None and _str(intent_data, "status") in ("succeeded", "canceled"):
+            intent_data = _error_intent(error) or {}
+            if _str(intent_data, "status") in ("succeeded", "canceled"):
                 # Refused because it is already final (captured or voided): say so.
                 return intent_result(intent_data)
             return ProviderResult(
                 Outcome.DECLINED,
-                reference=_str(intent_data, "id") if intent_data else None,
+                reference=_str(intent_data, "id"),
                 decline_code=_str(_error_body(error), "code"),
                 message=_safe_message(error.user_message),
+                amount_minor=_amount_of(intent_data),
+                currency=_currency_of(intent_data),
             )
         if _untouched(error):
             return ProviderResult(Outcome.UNAVAILABLE, message=_safe_message(_describe(error)))
@@ -409,10 +461,22 @@ class StripeProvider:
         except stripe.StripeError as error:
             self._failed("status", error)
             return ProviderResult(Outcome.UNKNOWN, message=_safe_message(_describe(error)))
-        owner = _str(_dict(intent, "metadata"), "gateway_attempt")
-        if owner is not None and owner != idempotency_key:
+        why = _not_this_attempts(intent, idempotency_key)
+        if why is not None:
+            # Stripe's answer is true of some payment on the account, not of this attempt: a
+            # Payment Link or a Dashboard charge, or another attempt's. It settles nothing; the
+            # attempt stays open until Stripe answers for its own payment.
+            log.warning(
+                "Stripe status answer refused: not this attempt's payment",
+                extra={
+                    "provider": self.name,
+                    "attempt": idempotency_key,
+                    "reference": _str(intent, "id"),
+                    "differs": why,
+                },
+            )
             return ProviderResult(
-                Outcome.UNKNOWN, message="the Stripe payment belongs to another attempt"
+                Outcome.UNKNOWN, message=f"the Stripe payment is not this attempt's: {why}"
             )
         return intent_result(intent)
 

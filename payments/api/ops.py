@@ -1,24 +1,35 @@
 """Operations endpoints (liveness, readiness, Prometheus metrics) and the per-request hooks that
-time every request and give every log line of a request its request id, agency and payment."""
+time every request and give every log line of a request its request id, agency and payment.
+
+`/metrics` is cheap to ask whoever asks: the backlogs it shows come from a sample read at most
+once per `GATEWAY_METRICS_SAMPLE_S` in each process, and with `GATEWAY_METRICS_TOKEN` set it
+answers only a scraper that sends the token.
+"""
 
 from __future__ import annotations
 
+import copy
+import hmac
 import logging
 import time
 from typing import Any
 
-from flask import Blueprint, Response, g, has_request_context, jsonify, request
+from flask import Blueprint, Response, current_app, g, has_request_context, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from payments import logs, metrics
 from payments.api.context import gateway
+from payments.api.http import error_response
 from payments.api.openapi import document_operations
+from payments.errors import AuthenticationFailed
+from payments.gateway import Gateway
 from payments.migrate import is_current
 
 blp = Blueprint("ops", __name__)
 log = logging.getLogger("gateway.ops")
+_SAMPLER = "gateway.backlog_sampler"
 
 
 @blp.get("/healthz")
@@ -42,19 +53,49 @@ def readyz() -> tuple[Response, int]:
 
 @blp.get("/metrics")
 def metrics_text() -> Response:
-    """Prometheus text format: this node's processes, and the backlogs read now."""
-    response = Response(metrics.exposition(_backlog), status=200)
+    """Prometheus text format: this node's processes, and the backlogs as last sampled."""
+    refused = _without_the_token()
+    if refused is not None:
+        return refused
+    sampler: metrics.BacklogSampler = current_app.extensions[_SAMPLER]
+    response = Response(metrics.exposition(sampler.current), status=200)
     response.headers["Content-Type"] = metrics.CONTENT_TYPE
     return response
 
 
-def _backlog() -> metrics.Backlog | None:
+def _without_the_token() -> Response | None:
+    """A 401 unless the request carries `GATEWAY_METRICS_TOKEN` (when set) as its bearer token."""
+    token = gateway().settings.metrics_token
+    if token is None:
+        return None
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # Compared in constant time: how long a refusal takes says nothing of the token.
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+        return None
+    response = error_response(
+        AuthenticationFailed("send the metrics token as 'Authorization: Bearer <token>'")
+    )
+    response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+    return response
+
+
+def _read_backlog(gw: Gateway) -> metrics.Backlog | None:
     try:
-        with gateway().db.read() as session:
+        with gw.db.read() as session:
             return metrics.read_backlog(session)
     except SQLAlchemyError:
         log.warning("metrics: the database did not answer; backlogs left out")
         return None
+
+
+@blp.record_once
+def _sample_backlogs(state: BlueprintSetupState) -> None:
+    """One sampler per app, so per process: each gunicorn worker asks at most once per
+    interval, whatever the number of scrapes."""
+    gw: Gateway = state.app.extensions["gateway"]
+    state.app.extensions[_SAMPLER] = metrics.BacklogSampler(
+        lambda: _read_backlog(gw), gw.settings.metrics_sample_s
+    )
 
 
 # --------------------------------------------------------------------------- every request
@@ -166,8 +207,9 @@ OPERATIONS: dict[str, dict[str, Any]] = {
             "security": [],
             "responses": {
                 "200": {
-                    "description": "The metrics of this node's processes and the backlogs "
-                    f"read now (`Content-Type: {metrics.CONTENT_TYPE}`)",
+                    "description": "The metrics of this node's processes and the backlogs as "
+                    "last sampled, at most `GATEWAY_METRICS_SAMPLE_S` ago "
+                    f"(`Content-Type: {metrics.CONTENT_TYPE}`)",
                     "content": {"text/plain": {"schema": {"type": "string"}}},
                 },
             },
@@ -197,8 +239,22 @@ OPERATIONS: dict[str, dict[str, Any]] = {
 }
 
 
+def _metrics_with_token() -> dict[str, Any]:
+    """`/metrics` as it answers with `GATEWAY_METRICS_TOKEN` set: the token, or a 401."""
+    operation = copy.deepcopy(OPERATIONS["ops.metrics_text"])
+    operation["get"]["security"] = [{"bearer": []}]
+    operation["get"]["responses"]["401"] = _json(
+        "`authentication`: the metrics token is missing or wrong",
+        {"$ref": "#/components/schemas/Error"},
+    )
+    return operation
+
+
 @blp.record_once
 def _document(state: BlueprintSetupState) -> None:
     """Put the endpoints above in the app's OpenAPI document. Registered after the views, so
     their rules exist when it runs; the app's Api was created before this blueprint."""
-    document_operations(state.app, OPERATIONS)
+    operations = OPERATIONS
+    if state.app.extensions["gateway"].settings.metrics_token is not None:
+        operations = {**OPERATIONS, "ops.metrics_text": _metrics_with_token()}
+    document_operations(state.app, operations)

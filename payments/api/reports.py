@@ -91,7 +91,11 @@ class ReconciliationReportSchema(Schema):
 class ResolutionInSchema(Schema):
     provider = fields.String(required=True, validate=validate.Length(min=1, max=40))
     item = fields.String(required=True, validate=validate.Length(min=1, max=80))
-    note = fields.String(required=True, validate=validate.Length(min=1, max=reports.MAX_NOTE_CHARS))
+    note = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=reports.MAX_NOTE_CHARS),
+        metadata={"json_schema": {"pattern": reports.NOTE_PATTERN}},
+    )
 
 
 @answered()
@@ -167,10 +171,13 @@ def reconciliation(args: dict[str, Any]) -> Response:
 @blp.alt_response(403, schema=ErrorSchema, description="Finance keys only")
 @blp.alt_response(404, schema=ErrorSchema, description="No such item for this provider")
 @blp.alt_response(409, schema=ErrorSchema, description="The break is resolved already")
-@blp.alt_response(422, schema=ErrorSchema, description="Not a break, or no note")
+@blp.alt_response(
+    422, schema=ErrorSchema, description="Not a break, or no note, or a control character in it"
+)
 def resolve(body: dict[str, Any]) -> dict[str, Any]:
     """Mark one break of the report resolved, with a note saying why; the report shows both.
-    `item` is the item's `id` in the report."""
+    `item` is the item's `id` in the report. The note is text, line breaks and tabs: a control
+    character is refused (422, `param` `note`)."""
     resolution = reports.resolve_for(
         gateway(), principal(), body["provider"], body["item"], body["note"]
     )

@@ -1,9 +1,17 @@
 """Recording an acquirer's answer: the attempt, the payment, its ledger postings and its event,
-all in the caller's one transaction. Shared by the request path and the worker."""
+all in the caller's one transaction. Shared by the request path and the worker.
+
+Every answer, whether to the gateway's own call or to a status query (the worker's, a
+notification's, the payer's return from 3-D Secure), passes through `apply_result`, which
+first refuses an answer that cannot be this attempt's truth: one about a charge for another
+amount or currency, or a capture that does not say how much it took. Such an answer changes
+nothing and is logged; the attempt stays open and the worker asks again.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 
 from sqlalchemy import func, select
@@ -25,6 +33,8 @@ from payments.states import (
     check_transition,
 )
 from providers import Outcome, Provider, ProviderResult, RefundOutcome, RefundResult
+
+log = logging.getLogger(__name__)
 
 # Status queries after an unknown outcome: first at once, then 1 min, 5 min, 30 min, 2 h, daily.
 CHECK_BACKOFF_S = (0, 60, 300, 1800, 7200, 86400)
@@ -215,6 +225,50 @@ def _decline(
     fail(session, payment, failure_code(code))
 
 
+def _about_another_charge(payment: Payment, result: ProviderResult) -> str | None:
+    """What differs between the charge the acquirer describes and the payment, or None. A
+    charge the acquirer describes for another amount or currency is not this attempt's, however
+    it was found: a payment taken on the same acquirer account outside the gateway (a Payment
+    Link, the Dashboard) must not settle an open attempt with its amount."""
+    differs: list[str] = []
+    if result.amount_minor is not None and result.amount_minor != payment.amount_minor:
+        differs.append(f"amount {result.amount_minor} instead of {payment.amount_minor}")
+    if result.currency is not None and result.currency != payment.currency:
+        differs.append(f"currency {result.currency} instead of {payment.currency}")
+    return "; ".join(differs) or None
+
+
+def _admissible(payment: Payment, attempt: Attempt, result: ProviderResult) -> ProviderResult:
+    """`result`, or an unknown outcome in its place when it cannot be this attempt's truth."""
+    differs = _about_another_charge(payment, result)
+    if differs is not None:
+        log.warning(
+            "acquirer answer refused: it is about another charge",
+            extra={"provider": attempt.provider, "attempt": attempt.id, "differs": differs},
+        )
+        return ProviderResult(
+            Outcome.UNKNOWN, message=f"the answer is about another charge: {differs}"
+        )
+    captured = result.outcome is Outcome.APPROVED and attempt.pending_action != "authorize"
+    if captured and result.amount_captured_minor is None:
+        # The acquirer's fault, and an alert: a capture is booked for what the acquirer took,
+        # never for a guess. The attempt waits for a status answer that says it.
+        log.error(
+            "acquirer answered a capture without the amount captured",
+            extra={
+                "provider": attempt.provider,
+                "attempt": attempt.id,
+                "action": attempt.pending_action,
+            },
+        )
+        return ProviderResult(
+            Outcome.UNKNOWN,
+            reference=result.reference,
+            message="the acquirer did not say how much it captured",
+        )
+    return result
+
+
 def apply_result(
     session: Session,
     payment: Payment,
@@ -226,10 +280,12 @@ def apply_result(
     """Record `result` for the attempt's pending action. Returns True when the acquirer is
     known not to have charged and the caller may fail over to another acquirer.
     `payer_may_retry`: the payer is on the hosted page and may try another card after a
-    decline (up to MAX_CARD_TRIES), so the payment goes back to `created` instead of failing."""
+    decline (up to MAX_CARD_TRIES), so the payment goes back to `created` instead of failing.
+    An answer that cannot be this attempt's truth is recorded as an unknown outcome."""
     now = clock.now()
     action = attempt.pending_action
     assert action is not None, "only a pending action takes a result"
+    result = _admissible(payment, attempt, result)
     attempt.updated_at = now
     attempt.result = result.outcome.value
     if result.reference:
@@ -261,7 +317,8 @@ def apply_result(
         return False
     # capture or cancel of an authorisation
     if outcome is Outcome.APPROVED:
-        _succeed(session, payment, attempt, result.amount_captured_minor or 0)
+        assert result.amount_captured_minor is not None, "_admissible made it a wait"
+        _succeed(session, payment, attempt, result.amount_captured_minor)
     elif outcome is Outcome.CANCELLED:
         attempt.status = AttemptStatus.CANCELLED.value
         move(session, payment, PaymentStatus.CANCELLED)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 import hijridate
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
@@ -75,6 +77,11 @@ _CHUNK_BYTES = 64 * 1024
 # A spreadsheet runs a cell starting with one of these as a formula; text that comes from an
 # acquirer's file or a finance officer must never do that.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# What no XLSX cell can hold: the C0 controls XML 1.0 lacks (openpyxl's ILLEGAL_CHARACTERS_RE;
+# tab, line feed and carriage return are allowed), the non-characters U+FFFE and U+FFFF, and lone
+# surrogates, which UTF-8 cannot encode. New notes refuse them, but rows stored before that, or
+# text from anywhere else, must not stop a provider's workbook from being written.
+_UNWRITABLE = re.compile(ILLEGAL_CHARACTERS_RE.pattern + r"|[\ud800-\udfff\ufffe\uffff]")
 _BOLD = Font(bold=True)
 _WRAP = Alignment(wrap_text=True, vertical="top")
 _DATE_FORMAT = "yyyy-mm-dd"
@@ -312,12 +319,30 @@ def _date_cell(ws: WriteOnlyWorksheet, day: date | None) -> Cell | None:
     return cell
 
 
-def _xlsx_text(ws: WriteOnlyWorksheet, text: str | None) -> str | Cell | None:
-    if text is None or not text.startswith("="):
+def _escaped(found: re.Match[str]) -> str:
+    return f"\\u{ord(found.group()):04x}"
+
+
+def _xlsx_text(
+    ws: WriteOnlyWorksheet, text: str | None, *, wrap: bool = False
+) -> str | Cell | None:
+    """A text cell that stays the text it is, whatever it holds.
+
+    A character no cell can hold is written as JSON would escape it (`\\u001b`). Text openpyxl
+    would store as a formula (`=...`) or an error value (`#N/A`) is kept a string; with `wrap`,
+    text with line breaks shows them.
+    """
+    if text is None:
+        return None
+    if _UNWRITABLE.search(text) is not None:
+        text = _UNWRITABLE.sub(_escaped, text)
+    wraps = wrap and "\n" in text
+    if not wraps and not text.startswith("=") and text not in ERROR_CODES:
         return text
-    # openpyxl would store it as a formula; keep it the text it is.
     cell = WriteOnlyCell(ws, value=text)
     cell.data_type = "s"
+    if wraps:
+        cell.alignment = _WRAP
     return cell
 
 
@@ -509,8 +534,8 @@ def _write_workbook(  # noqa: PLR0917 - one private call site
                 _xlsx_text(ws, item.payment_id),
                 _xlsx_text(ws, item.refund_id),
                 _xlsx_text(ws, item.provider_reference),
-                item.currency,
-                item.settled_currency,
+                _xlsx_text(ws, item.currency),
+                _xlsx_text(ws, item.settled_currency),
                 _amount_cell(ws, item.gateway_amount, item.currency),
                 _amount_cell(ws, item.settled_amount, item.settled_currency or item.currency),
                 _amount_cell(ws, item.fee, item.settled_currency or item.currency),
@@ -519,7 +544,7 @@ def _write_workbook(  # noqa: PLR0917 - one private call site
                 hijri_text(item.gateway_date) if item.gateway_date else None,
                 _date_cell(ws, item.settlement_date),
                 hijri_text(item.settlement_date) if item.settlement_date else None,
-                _xlsx_text(ws, item.resolution_note),
+                _xlsx_text(ws, item.resolution_note, wrap=True),
                 _xlsx_text(ws, item.resolved_by),
             ]
         )

@@ -36,6 +36,16 @@ FORMATS = {
 MAX_PERIOD_DAYS = 100
 MAX_NOTE_CHARS = 1000
 _LINE_ITEM = re.compile(r"^(stl_[0-9a-z]{1,36}):([1-9][0-9]{0,9})$")
+# A note is text a finance officer wrote: any script, punctuation, line breaks and tabs. Control
+# characters, lone surrogates and U+FFFE/U+FFFF are refused: a break is resolved only once, so
+# a note is in every report of its provider from then on, and a spreadsheet cannot hold them.
+_NOT_NOTE_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# The note's rule as JSON Schema says it, for the API's document (CR is let through there:
+# line breaks are made LF before the check).
+NOTE_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\ufffe\uffff]*$"
+# Who resolved a break is one line: no line break or tab either.
+_NOT_NAME_TEXT = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_LINE_BREAK = re.compile(r"\r\n?")
 
 
 def period(gw: Gateway, provider: str, date_from: dt.date, date_to: dt.date) -> Period:
@@ -161,11 +171,18 @@ def resolve(gw: Gateway, provider: str, item: str, note: str, *, resolved_by: st
     `item` is an item's `id` in the report: `stl_…:N` (line N of a settlement file) or the id of
     a payment or refund that no settlement line explains.
     """
+    # Line breaks as a browser or a Windows terminal sends them (CR LF, or CR) are kept as LF.
+    # Checked before stripping: str.strip() would silently drop a control character at an end.
+    note = _LINE_BREAK.sub("\n", note)
+    _refuse_control_characters(note, _NOT_NOTE_TEXT, "note", "the note", "text, line breaks, tabs")
     note = note.strip()
     if not note:
         raise ValidationFailed("a resolution needs a note saying why", param="note")
     if len(note) > MAX_NOTE_CHARS:
         raise ValidationFailed(f"the note is over {MAX_NOTE_CHARS} characters", param="note")
+    _refuse_control_characters(
+        resolved_by, _NOT_NAME_TEXT, "resolved_by", "the resolver's name", "one line of text"
+    )
     resolved_by = resolved_by.strip()[:120]
     if not resolved_by:
         raise ValidationFailed("say who resolved the break", param="resolved_by")
@@ -206,6 +223,18 @@ def resolve(gw: Gateway, provider: str, item: str, note: str, *, resolved_by: st
             f"the break {item[:60]!r} is resolved already", code="already_resolved"
         ) from None
     return Resolution(provider, item, row.status, note, resolved_by, now)
+
+
+def _refuse_control_characters(
+    text: str, refused: re.Pattern[str], param: str, what: str, allowed: str
+) -> None:
+    found = refused.search(text)
+    if found is not None:
+        raise ValidationFailed(
+            f"{what} holds a control character (U+{ord(found.group()):04X} at character "
+            f"{found.start() + 1}); it may hold {allowed} only",
+            param=param,
+        )
 
 
 def _unsettled_target(

@@ -1,6 +1,7 @@
 """Metrics and logs of a real node: `gateway serve` (two gunicorn workers and the background
 worker) counts every process in one `/metrics`, and its log is JSON lines that carry the
-request's ids and never a card number, a security code, an API key or a webhook secret. Then
+request's ids and never a card number, a security code, an API key or a webhook secret, not
+even with the Stripe SDK printing its own debug log to stderr. Then
 `gunicorn -c gunicorn.conf.py wsgi:app` as production runs it: refused on unsafe settings,
 serving on safe ones.
 
@@ -16,7 +17,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,9 @@ from tests.e2e.conftest import (
     operator_env,
     parse_seed_keys,
     payment_body,
+    spaced,
 )
+from tests.fakes.stripe_server import FakeStripeServer
 from tests.integration.webhook_support import Receiver
 
 pytestmark = pytest.mark.e2e
@@ -52,6 +55,8 @@ WAIT_S = 30.0
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 # The security code as a value of its own, not three digits inside an id or a duration.
 CVC_VALUE = re.compile(rf"(?<![0-9A-Za-z._-]){CVC}(?![0-9A-Za-z_-])")
+# A line the Stripe SDK prints to stderr itself: `key=value` pairs, a value quoted if it has spaces.
+SDK_CONSOLE_LINE = re.compile(r"(?:[a-z_]+=(?:'[^']*'|\S*) ?)+")
 
 
 @contextlib.contextmanager
@@ -87,8 +92,9 @@ def serving_node(backend: str, workdir: Path, extra_env: dict[str, str]) -> Iter
                 _stop(process)
 
 
-def scrape(base_url: str) -> Samples:
-    response = requests.get(base_url + "/metrics", timeout=HTTP_TIMEOUT)
+def scrape(base_url: str, token: str | None = None) -> Samples:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = requests.get(base_url + "/metrics", headers=headers, timeout=HTTP_TIMEOUT)
     assert response.status_code == 200, response.text[:300]
     assert response.headers["Content-Type"].startswith("text/plain")
     samples: Samples = {}
@@ -100,6 +106,16 @@ def scrape(base_url: str) -> Samples:
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def assert_no_card_data(log: str, numbers: Iterable[str]) -> None:
+    """Neither the card numbers (plain or in groups of four) nor the security code, as a value
+    or a form field, anywhere in `log`."""
+    for number in numbers:
+        assert number not in log and spaced(number) not in log, "a card number reached the log"
+    assert CVC_VALUE.search(log) is None, "the security code reached the log"
+    assert '"cvc"' not in log and '"number"' not in log
+    assert "[cvc]" not in log and "%5Bcvc%5D" not in log
 
 
 def wait_until(check: Any, what: str) -> None:
@@ -196,14 +212,43 @@ def test_one_node_counts_every_process_and_logs_json_without_secrets(
     assert confirm_line["request_id"] == confirmed.headers["X-Request-Id"]
     assert confirm_line["status"] == 200
 
-    assert CARD not in log and " ".join(CARD[i : i + 4] for i in range(0, 16, 4)) not in log
-    assert CVC_VALUE.search(log) is None, "the security code reached the log"
-    assert '"cvc"' not in log and '"number"' not in log
+    assert_no_card_data(log, [CARD])
     for key in keys.values():
         assert key not in log, "an API key reached the log"
     assert secret.startswith("whsec_") and "whsec_" not in log
     assert token not in log, "a hosted-page link reached the log"
     assert any(r["path"] == "/pay/<token>" for r in access)
+
+
+def test_the_stripe_sdks_debug_log_never_shows_card_data(tmp_path: Path) -> None:
+    """`STRIPE_LOG=debug` has the Stripe SDK print each request body to stderr itself, past the
+    gateway's logging; a node charging cards through Stripe still never shows one."""
+    declined = "4000000000000002"
+    with FakeStripeServer() as fake:
+        stripe_env = {
+            "GATEWAY_STRIPE_API_KEY": fake.api_key,
+            "GATEWAY_STRIPE_API_BASE": fake.url,
+            "STRIPE_LOG": "debug",
+        }
+        with serving_node("sqlite", tmp_path, stripe_env) as node:
+            created = node.cli("keys", "create", "--agency", "om-moh", "--mode", "live")
+            agency = node.with_key(created.stdout.strip().splitlines()[-1], "om-moh")
+            paid = agency.confirm(agency.create_payment()["id"], CARD)
+            refused = agency.confirm(agency.create_payment()["id"], declined)
+        assert fake.errors == []
+    assert (paid["status"], paid["provider"]) == ("succeeded", "stripe")
+    assert (refused["status"], refused["provider"]) == ("failed", "stripe")
+
+    log = node.server_log()
+    assert "Request to Stripe api" in log, "the SDK's console log was on"
+    assert_no_card_data(log, [CARD, declined])
+    assert "post_data" not in log
+    records = []
+    for line in filter(str.strip, log.splitlines()):
+        if SDK_CONSOLE_LINE.fullmatch(line) is None:  # the gateway's own lines are still JSON
+            records.append(json.loads(line))
+    held = "the Stripe SDK's console log is held at info: at debug it prints card data"
+    assert any(r["message"] == held and r["level"] == "WARNING" for r in records)
 
 
 def test_gunicorn_conf_refuses_an_unsafe_production(tmp_path: Path) -> None:
@@ -240,8 +285,10 @@ def run_gunicorn_briefly(env: dict[str, str], cwd: Path) -> subprocess.Completed
 
 
 def test_gunicorn_conf_serves_a_safe_production(tmp_path: Path) -> None:
-    """On PostgreSQL, behind https, with real secrets: it serves, `/metrics` included, under
-    the settings' var dir, and the sandbox's 3-D Secure simulator is absent."""
+    """On PostgreSQL, behind https, with real secrets: it serves, `/metrics` included (to the
+    holder of GATEWAY_METRICS_TOKEN only), under the settings' var dir, and the sandbox's 3-D
+    Secure simulator is absent."""
+    token = "metrics-" + "m" * 40
     with fresh_postgres_database() as url:
         port = free_port()
         env = {
@@ -251,6 +298,7 @@ def test_gunicorn_conf_serves_a_safe_production(tmp_path: Path) -> None:
             "GATEWAY_ENCRYPTION_KEY": "e" * 48,
             "GATEWAY_PUBLIC_URL": "https://pay.example.gov.om",
             "GATEWAY_WORKERS": "2",
+            "GATEWAY_METRICS_TOKEN": token,
             "PORT": str(port),
         }
         upgrade = subprocess.run(
@@ -287,7 +335,13 @@ def test_gunicorn_conf_serves_a_safe_production(tmp_path: Path) -> None:
                 anonymous = Api(base_url, None)
                 assert anonymous.send("GET", "/readyz").status_code == 200
                 assert anonymous.send("GET", "/sandbox/3ds/anything").status_code == 404
-                samples = scrape(base_url)
+                for wrong in (None, "Bearer " + "m" * 48):
+                    headers = {"Authorization": wrong} if wrong else {}
+                    refused = requests.get(
+                        base_url + "/metrics", headers=headers, timeout=HTTP_TIMEOUT
+                    )
+                    assert refused.status_code == 401, refused.text[:300]
+                samples = scrape(base_url, token)
                 assert (
                     value(
                         samples,

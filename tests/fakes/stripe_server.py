@@ -1032,8 +1032,10 @@ class FakeStripeServer:
 
     Faults, for the money-safety tests: `slow_next(n, delay_s=...)` and `fail_next(n)` act
     on the next n API requests *after* the fake has carried them out (a charge is made, then
-    its answer comes late or as a 500); `refuse_connections()` stops listening until
-    `accept_connections()` (same port, same state).
+    its answer comes late or as a 500); `answer_without(field)` leaves a field out of the next
+    answer; `refuse_connections()` stops listening until `accept_connections()` (same port,
+    same state). `payment_made_elsewhere(...)` charges a card on the same account without the
+    gateway, as a Payment Link or the Dashboard would.
     """
 
     def __init__(self, *, api_key: str = API_KEY) -> None:
@@ -1043,6 +1045,7 @@ class FakeStripeServer:
         self._lock = threading.Lock()
         self._delays: list[float] = []
         self._failures: list[int] = []
+        self._omissions: list[str] = []
         self._requests: list[RecordedRequest] = []
         self._port = 0
         self._http: _HTTPServer | None = None
@@ -1102,6 +1105,12 @@ class FakeStripeServer:
         with self._lock:
             self._failures.extend([status] * count)
 
+    def answer_without(self, field: str, count: int = 1) -> None:
+        """The next `count` API requests are carried out, then answered with `field` left out
+        of the object returned, as a faulty answer might be (a capture's `amount_received`)."""
+        with self._lock:
+            self._omissions.extend([field] * count)
+
     def search_behind(self, lag_s: float) -> None:
         """Search finds a PaymentIntent only `lag_s` after it was made, as Stripe's index can
         trail its writes; 0 puts the index level with the writes again."""
@@ -1134,6 +1143,23 @@ class FakeStripeServer:
     def refunds(self) -> list[dict[str, Any]]:
         """Every refund, newest first."""
         return self.state.refunds()
+
+    def payment_made_elsewhere(
+        self, amount_minor: int, currency: str, *, metadata: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """A PaymentIntent charged with Stripe's test Visa on the same account but not by the
+        gateway (a Payment Link, the Dashboard): no metadata unless given, its own amount."""
+        params: dict[str, Any] = {
+            "amount": str(amount_minor),
+            "currency": currency.lower(),
+            "confirm": "true",
+            "payment_method": "pm_card_visa",
+            "payment_method_types": ["card"],
+            "metadata": dict(metadata or {}),
+        }
+        reply = self.state.handle("POST", "/v1/payment_intents", params, None)
+        assert reply.status == 200, reply.body
+        return reply.body
 
     def complete_3ds(self, intent_id: str) -> dict[str, Any]:
         """The payer passes the 3-D Secure challenge (also `POST /3ds/<id>/complete`)."""
@@ -1172,6 +1198,7 @@ class FakeStripeServer:
         with self._lock:
             delay = self._delays.pop(0) if self._delays else 0.0
             failure = self._failures.pop(0) if self._failures else 0
+            omitted = self._omissions.pop(0) if self._omissions else None
         key = handler.headers.get("Idempotency-Key")
         if handler.headers.get("Authorization") != f"Bearer {self.api_key}":
             reply = Reply(
@@ -1196,6 +1223,8 @@ class FakeStripeServer:
         if delay:
             self._wake.wait(delay)
         status, body_out = reply.status, reply.body
+        if omitted is not None:
+            body_out = {name: field for name, field in body_out.items() if name != omitted}
         if failure:
             status = failure
             body_out = {

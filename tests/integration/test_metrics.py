@@ -1,7 +1,8 @@
 """`GET /metrics` on the app, in one process: requests by route and status, payments by status
 and acquirer (counted when the transaction commits), acquirer calls and errors, circuit
-breakers, and the backlogs read from the database when scraped; and the request's ids on
-every log line written while answering it."""
+breakers, and the backlogs read from the database at most once per sample interval however
+often it is scraped; the metrics token when one is set; and the request's ids on every log
+line written while answering it."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ import pytest
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
-from payments import clock, logs
+from payments import clock, logs, metrics
 from payments.api.app import create_app
 from payments.gateway import Gateway, build_gateway
 from payments.metrics import MULTIPROC_ENV
@@ -30,6 +32,7 @@ from payments.states import PaymentStatus
 from providers import Card, RefundOutcome, RefundRequest, RefundResult
 from tests.conftest import PAYMENT, _truncate_postgres, auth, card, make_settings, new_agency
 from tests.integration.ledger_support import post, spec
+from tests.integration.test_statement_budget import counting
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 CONFIRM = "/v1/payments/<string:payment_id>/confirm"
@@ -40,6 +43,24 @@ READ = "/v1/payments/<string:payment_id>"
 def _one_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """These tests read this process's own metrics."""
     monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+
+
+class Ticks:
+    """The backlog samplers' monotonic clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def ticks() -> Iterator[Ticks]:
+    source = Ticks()
+    metrics.set_monotonic(source)
+    yield source
+    metrics.set_monotonic(None)
 
 
 def scrape(client: FlaskClient) -> Samples:
@@ -285,9 +306,13 @@ def test_a_new_breaker_starts_closed(gw: Gateway, client: FlaskClient) -> None:
     assert value(samples, state, acquirer="metrics-probe", state="open") == 0
 
 
-def test_webhook_backlog_is_read_from_the_database(database_url: str, tmp_path: Path) -> None:
+def test_webhook_backlog_is_read_from_the_database_again_once_the_sample_is_old(
+    database_url: str, tmp_path: Path, ticks: Ticks
+) -> None:
     allow = (ipaddress.ip_network("127.0.0.0/8"),)
-    gw = build_gateway(make_settings(database_url, tmp_path, webhook_allow_networks=allow))
+    gw = build_gateway(
+        make_settings(database_url, tmp_path, webhook_allow_networks=allow, metrics_sample_s=5.0)
+    )
     try:
         client = create_app(gw=gw).test_client()
         key = new_agency(gw)
@@ -305,9 +330,100 @@ def test_webhook_backlog_is_read_from_the_database(database_url: str, tmp_path: 
                 text("SELECT COUNT(*) FROM webhook_jobs WHERE status = 'pending'")
             ).scalar_one()
         assert pending == 2  # payment.succeeded and payment.failed
+        ticks.now += 4.9
+        assert value(scrape(client), "gateway_webhook_backlog") == 0  # the sample still stands
+        ticks.now += 0.1
         assert value(scrape(client), "gateway_webhook_backlog") == 2
     finally:
         gw.db.dispose()
+
+
+def backlog_queries(statements: list[str]) -> int:
+    return sum(1 for sql in statements if "webhook_jobs" in sql)
+
+
+def test_scrapes_within_the_sample_interval_ask_the_database_once(
+    gw: Gateway, client: FlaskClient, ticks: Ticks
+) -> None:
+    assert gw.settings.metrics_sample_s == 5.0  # the default
+    with counting(gw) as first:
+        assert value(scrape(client), "gateway_webhook_backlog") == 0
+    assert backlog_queries(first.statements) == 1, first.statements
+    with counting(gw) as within:
+        for _ in range(50):
+            ticks.now += 0.099
+            assert value(scrape(client), "gateway_ledger_seal_backlog") == 0
+    assert within.statements == [], "a scrape within the interval asked the database"
+    ticks.now += 0.1
+    with counting(gw) as after:
+        scrape(client)
+        scrape(client)
+    assert backlog_queries(after.statements) == 1, after.statements
+
+
+def test_a_database_that_does_not_answer_is_not_asked_at_every_scrape(
+    gw: Gateway, client: FlaskClient, ticks: Ticks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = []
+
+    def away(_session: object) -> metrics.Backlog:
+        asked.append(1)
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(metrics, "read_backlog", away)
+    for _ in range(10):
+        samples = scrape(client)
+        assert ("gateway_webhook_backlog", frozenset()) not in samples
+    assert len(asked) == 1
+    ticks.now += 5.0
+    scrape(client)
+    assert len(asked) == 2
+
+
+TOKEN = "metrics-" + "t" * 40
+
+
+@pytest.fixture
+def guarded(database_url: str, tmp_path: Path) -> Iterator[tuple[Gateway, FlaskClient]]:
+    gw = build_gateway(make_settings(database_url, tmp_path, metrics_token=TOKEN))
+    try:
+        yield gw, create_app(gw=gw).test_client()
+    finally:
+        gw.db.dispose()
+
+
+def test_with_a_token_set_metrics_answer_only_the_token(
+    guarded: tuple[Gateway, FlaskClient],
+) -> None:
+    gw, client = guarded
+    refusals = [
+        {},
+        {"Authorization": "Bearer " + TOKEN[:-1] + "u"},
+        {"Authorization": "Bearer " + TOKEN[:-1]},
+        {"Authorization": "Bearer " + TOKEN + "t"},
+        {"Authorization": "Basic " + TOKEN},
+        {"Authorization": TOKEN},
+        {"Authorization": "Bearer "},
+    ]
+    with counting(gw) as refused_work:
+        for headers in refusals:
+            refused = client.get("/metrics", headers=headers)
+            assert refused.status_code == 401, headers
+            assert refused.headers["WWW-Authenticate"] == 'Bearer realm="metrics"'
+            body = refused.json
+            assert isinstance(body, dict) and set(body) == {"error"}
+            assert body["error"]["type"] == "authentication"
+            assert "gateway_" not in refused.get_data(as_text=True)
+    assert refused_work.statements == [], "a refused scrape asked the database"
+    allowed = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert allowed.status_code == 200
+    assert "gateway_webhook_backlog 0.0" in allowed.get_data(as_text=True)
+    assert client.get("/metrics", headers={"Authorization": f"bearer {TOKEN}"}).status_code == 200
+    documented = client.get("/openapi.json").json
+    assert documented is not None
+    operation = documented["paths"]["/metrics"]["get"]
+    assert set(operation["responses"]) == {"200", "401"}
+    assert operation["security"] == [{"bearer": []}]
 
 
 @contextlib.contextmanager

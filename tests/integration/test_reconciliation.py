@@ -27,7 +27,7 @@ from werkzeug.test import TestResponse
 
 from payments import clock
 from payments.gateway import Gateway
-from payments.models import Event
+from payments.models import Event, ReconciliationResolution, SettlementLine
 from payments.money import parse_major
 from payments.settlement.items import STATUSES
 from payments.settlement.report_writers import CSV_COLUMNS, ITEM_COLUMNS, hijri_text
@@ -592,6 +592,79 @@ def test_a_break_is_resolved_once_and_only_a_break(
     assert items[script.unknown_line]["resolution"]["note"] == "explained"
 
 
+# A note with each kind of control character: C0, DEL, C1, and one at the end, where stripping
+# the note's blanks would drop it unseen.
+CONTROL_NOTES = [
+    "short-paid\x07",
+    "\x1b[31mshort-paid\x1b[0m",
+    "page\x0cbreak",
+    "vertical\x0btab",
+    "deleted\x7f",
+    "next line\x85",
+    "credited later\x1f",
+]
+
+
+def test_a_note_with_a_control_character_is_refused_and_nothing_kept(
+    gw: Gateway, client: FlaskClient, agency_key: str, finance_key: str
+) -> None:
+    item = f"{_settled_pair(gw, client, agency_key)}:3"
+    before = count_rows(gw)
+    for note in CONTROL_NOTES:
+        refused = _resolve(client, finance_key, item, note)
+        _is_error(refused, 422)
+        assert refused.json is not None
+        error = refused.json["error"]
+        assert (error["type"], error.get("param")) == ("invalid_request", "note"), (note, error)
+        assert "control character" in error["message"]
+    assert count_rows(gw) == before
+    assert {i["id"]: i for i in _json(client, finance_key)["items"]}[item]["resolution"] is None
+
+    # Text in any script, with line breaks (CR LF kept as LF) and tabs, is a note.
+    resolved = _resolve(client, finance_key, item, "حُوِّل الفرق في ٣ ديسمبر\r\nTRF-1\tTRF-2")
+    assert resolved.status_code == 201, resolved.json
+    kept = "حُوِّل الفرق في ٣ ديسمبر\nTRF-1\tTRF-2"
+    assert resolved.json is not None and resolved.json["note"] == kept
+    items = {i["id"]: i for i in _json(client, finance_key)["items"]}
+    assert items[item]["resolution"]["note"] == kept
+    assert {row["id"]: row for row in _csv(client, finance_key)}[item]["resolution_note"] == kept
+    cell = _item_rows(_xlsx(client, finance_key)["Items"])[item][16]
+    assert (cell.value, cell.alignment.wrap_text) == (kept, True)
+
+
+def test_a_note_stored_with_control_characters_still_makes_a_workbook(
+    gw: Gateway, client: FlaskClient, agency_key: str, finance_key: str
+) -> None:
+    """A note kept before notes were checked, as such a row is in the database: the XLSX report
+    still opens, showing each character a cell cannot hold as its escape."""
+    settlement = _settled_pair(gw, client, agency_key)
+    note, by = "short-paid\x07 \x1b[1mTRF\x0b-9\ufffe", "ops\x01"
+    with gw.db.transaction() as session:
+        line = session.execute(
+            select(SettlementLine.id).where(
+                SettlementLine.settlement_id == settlement, SettlementLine.line_no == 3
+            )
+        ).scalar_one()
+        session.add(
+            ReconciliationResolution(
+                provider="sandbox",
+                settlement_line_id=line,
+                status="amount_mismatch",
+                note=note,
+                resolved_by=by,
+                created_at=clock.now(),
+            )
+        )
+    row = _item_rows(_xlsx(client, finance_key)["Items"])[f"{settlement}:3"]
+    assert [cell.value for cell in row[16:18]] == [
+        "short-paid\\u0007 \\u001b[1mTRF\\u000b-9\\ufffe",
+        "ops\\u0001",
+    ]
+    assert row[2].value == "amount_mismatch"
+    items = {i["id"]: i for i in _json(client, finance_key)["items"]}
+    assert items[f"{settlement}:3"]["resolution"] == {"note": note, "by": by}
+
+
 def test_agency_keys_may_neither_read_nor_resolve(
     gw: Gateway, client: FlaskClient, finance_key: str, agency_key: str
 ) -> None:
@@ -699,6 +772,28 @@ def test_the_breaks_resolve_command(
     items = {item["id"]: item for item in _json(client, finance_key)["items"]}
     assert items[f"{settlement}:3"]["resolution"] == {"note": "short-paid", "by": "fatma@mof"}
     assert items[f"{settlement}:3"]["status"] == "amount_mismatch"
+
+
+def test_the_breaks_resolve_command_refuses_a_control_character(
+    gw: Gateway, client: FlaskClient, agency_key: str, finance_key: str
+) -> None:
+    item = f"{_settled_pair(gw, client, agency_key)}:3"
+    before = count_rows(gw)
+    for option, text in (("--note", "short-paid\x1b[0m"), ("--by", "fatma\x07@mof")):
+        given = {"--note": "short-paid", "--by": "fatma@mof", option: text}
+        options = [part for pair in given.items() for part in pair]
+        refused = gateway_cli(
+            gw.settings, "breaks", "resolve", "--provider", "sandbox", *options, item
+        )
+        assert refused.returncode != 0, refused.stdout
+        assert "control character" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert count_rows(gw) == before
+    resolve = ("breaks", "resolve", "--provider", "sandbox", "--by", "fatma@mof", "--note")
+    done = gateway_cli(gw.settings, *resolve, "short-paid\ncredited on 3 Dec", item)
+    assert done.returncode == 0, done.stderr
+    items = {i["id"]: i for i in _json(client, finance_key)["items"]}
+    assert items[item]["resolution"] == {"note": "short-paid\ncredited on 3 Dec", "by": "fatma@mof"}
 
 
 def test_a_resolution_records_the_reports_status_and_refuses_what_is_not_yet_due(

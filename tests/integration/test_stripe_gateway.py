@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -256,6 +257,43 @@ def test_manual_capture_then_capture_of_part(live: Live) -> None:
     assert live.event_types(payment["id"]) == ["payment.requires_capture", "payment.succeeded"]
 
 
+def test_a_capture_answered_without_its_amount_is_asked_about_again(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stripe captured, but its answer does not say how much: the gateway alerts, books
+    nothing on a guess, and the worker's status query settles the capture."""
+    payment = live.pay(capture_method="manual")
+    [attempt] = _attempts(live.gw, payment["id"])
+    live.fake.answer_without("amount_received")
+    caplog.set_level(logging.ERROR)
+
+    captured = live.client.post(
+        f"/v1/payments/{payment['id']}/capture", json={"amount": 10000}, headers=auth(live.key)
+    )
+
+    assert captured.status_code == 200, captured.json
+    assert (captured.get_json()["status"], captured.get_json()["amount_captured"]) == (
+        "processing",
+        0,
+    )
+    assert live.fake.payment_intent(payment["provider_reference"])["amount_received"] == 10000
+    assert live.balances() == []
+    assert live.event_types(payment["id"]) == ["payment.requires_capture"]
+    [alert] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert alert.getMessage() == "acquirer answered a capture without the amount captured"
+    assert (alert.__dict__["provider"], alert.__dict__["attempt"]) == ("stripe", attempt.id)
+
+    report = run_pass(live.gw)
+
+    assert report.attempts_resolved == 1
+    after = live.payment(payment["id"])
+    assert (after["status"], after["amount_captured"]) == ("succeeded", 10000)
+    assert live.balances() == [{"currency": "OMR", "payable": 10000}]
+    assert live.event_types(payment["id"]) == ["payment.requires_capture", "payment.succeeded"]
+    captures = [r for r in live.fake.requests if r.path.endswith("/capture")]
+    assert len(captures) == 1  # asked about, never captured again
+
+
 def test_cancel_an_authorisation(live: Live) -> None:
     payment = live.pay(capture_method="manual")
 
@@ -455,6 +493,65 @@ def test_forged_stale_and_unsigned_notifications_change_nothing(impatient: Live)
     assert _stored_notifications(impatient.gw) == 0
     assert impatient.payment(payment_id)["status"] == "processing"
     assert impatient.event_types(payment_id) == []
+
+
+@pytest.mark.parametrize(
+    ("owner", "amount", "currency", "differs"),
+    [
+        # A Payment Link or a Dashboard charge: the gateway's metadata is not on it.
+        (None, 12500, "OMR", "it carries no gateway_attempt metadata"),
+        ("att_another", 12500, "OMR", "its gateway_attempt metadata names another attempt"),
+        ("the attempt's", 2500, "OMR", "amount 2500 instead of 12500"),
+        ("the attempt's", 12500, "SAR", "currency SAR instead of OMR"),
+    ],
+)
+def test_a_notification_about_another_payment_changes_nothing(
+    impatient: Live,
+    caplog: pytest.LogCaptureFixture,
+    owner: str | None,
+    amount: int,
+    currency: str,
+    differs: str,
+) -> None:
+    """A genuine event about a payment made on the same Stripe account but not for this
+    attempt must not settle the attempt left open, whatever its status says."""
+    payment_id = _charged_but_unanswered(impatient, "timeout")
+    [ours] = impatient.fake.payment_intents()
+    [attempt] = _attempts(impatient.gw, payment_id)
+    key = attempt.id if owner == "the attempt's" else owner
+    elsewhere = impatient.fake.payment_made_elsewhere(
+        amount, currency, metadata={"gateway_attempt": key} if key else None
+    )
+    assert elsewhere["status"] == "succeeded"
+    body, headers = signed_event(
+        "payment_intent.succeeded", elsewhere["id"], SECRET, data_object=elsewhere
+    )
+    caplog.set_level(logging.WARNING)
+
+    status, answer = impatient.notify(body, headers)
+
+    assert status == 200, answer
+    payment = impatient.payment(payment_id)
+    assert (payment["status"], payment["provider_reference"]) == ("processing", None)
+    assert payment["amount_captured"] == 0
+    assert impatient.balances() == []
+    assert impatient.event_types(payment_id) == []
+    [still_open] = _attempts(impatient.gw, payment_id)
+    assert (still_open.status, still_open.pending_action) == ("open", "authorize")
+    assert still_open.provider_reference is None
+    refused = [r for r in caplog.records if r.__dict__.get("attempt") == attempt.id]
+    assert [(r.levelno, r.__dict__["provider"], r.__dict__["differs"]) for r in refused] == [
+        (logging.WARNING, "stripe", differs)
+    ]
+
+    # The event about the attempt's own payment settles it, with its own amount.
+    body, headers = signed_event("payment_intent.succeeded", ours["id"], SECRET, data_object=ours)
+    assert impatient.notify(body, headers)[0] == 200
+    payment = impatient.payment(payment_id)
+    assert (payment["status"], payment["provider_reference"]) == ("succeeded", ours["id"])
+    assert payment["amount_captured"] == 12500
+    assert impatient.balances() == [{"currency": "OMR", "payable": 12500}]
+    assert impatient.event_types(payment_id) == ["payment.succeeded"]
 
 
 def test_a_notification_for_an_unknown_acquirer_is_not_found(live: Live) -> None:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +35,7 @@ from tests.fakes.stripe_server import (
 )
 from tests.integration.webhook_support import Receiver
 
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "whsec_test_" + "s" * 24
 VISA = "4242424242424242"
 RETURN_URL = "https://gateway.test/pay/return"
@@ -445,6 +450,59 @@ def test_status_of_a_reference_from_another_attempt_is_unknown(stripe: StripePro
     assert stripe.status("att_2", paid.reference).outcome is Outcome.UNKNOWN
 
 
+# ---- status answers belong to their attempt
+
+
+def test_every_answer_says_what_the_payment_is_for(stripe: StripeProvider) -> None:
+    held = approved(stripe, charge(amount_minor=12340, currency="KWD", capture=False))
+    assert held.reference is not None
+    captured = stripe.capture("att_1-capture", held.reference, 5000, "KWD")
+    later = stripe.status("att_1", held.reference)
+    declined = stripe.authorize(charge("4000000000000002", key="att_2", amount_minor=700))
+
+    # What the payment is for, not what was captured of it, so that the gateway can tell an
+    # answer about its own payment from one about another.
+    for answer in (held, captured, later):
+        assert (answer.amount_minor, answer.currency) == (12340, "KWD"), answer
+    assert captured.amount_captured_minor == 5000
+    assert (declined.outcome, declined.amount_minor, declined.currency) == (
+        Outcome.DECLINED,
+        700,
+        "SAR",
+    )
+
+
+@pytest.mark.parametrize(
+    ("metadata", "differs"),
+    [
+        (None, "it carries no gateway_attempt metadata"),  # a Payment Link, the Dashboard
+        ({"gateway_attempt": "att_2"}, "its gateway_attempt metadata names another attempt"),
+        ({"order": "att_1"}, "it carries no gateway_attempt metadata"),
+    ],
+)
+def test_a_payment_that_is_not_the_attempts_answers_nothing_and_is_logged(
+    stripe: StripeProvider,
+    fake: FakeStripeServer,
+    caplog: pytest.LogCaptureFixture,
+    metadata: dict[str, str] | None,
+    differs: str,
+) -> None:
+    elsewhere = fake.payment_made_elsewhere(1000, "SAR", metadata=metadata)
+    assert elsewhere["status"] == "succeeded"
+    caplog.set_level(logging.WARNING, logger="providers.stripe")
+
+    answer = stripe.status("att_1", elsewhere["id"])
+
+    assert answer.outcome is Outcome.UNKNOWN
+    assert (answer.reference, answer.amount_captured_minor, answer.amount_minor) == (None,) * 3
+    [warning] = [r for r in caplog.records if r.name == "providers.stripe"]
+    assert warning.levelno == logging.WARNING
+    assert warning.__dict__["provider"] == "stripe"
+    assert warning.__dict__["attempt"] == "att_1"
+    assert warning.__dict__["reference"] == elsewhere["id"]
+    assert warning.__dict__["differs"] == differs
+
+
 # ---- notifications
 
 
@@ -528,3 +586,45 @@ def test_no_card_number_reaches_a_log_or_a_result(
     for text in (logged, shown, stored):
         assert not any(number in text for number in numbers)
         assert "[cvc]" not in text and "%5Bcvc%5D" not in text
+
+
+# Charges each card number given through a StripeProvider in a process of its own: the SDK
+# reads STRIPE_LOG once, when it is imported; the settings hand the provider the same value.
+CHARGE_IN_A_PROCESS = """
+import sys
+from providers.base import AuthorizeRequest, Card
+from providers.stripe import StripeProvider
+
+api_key, api_base, *numbers = sys.argv[1:]
+stripe = StripeProvider(
+    api_key=api_key, api_base=api_base, timeout_s=5.0, sdk_console_log="debug"
+)
+for n, number in enumerate(numbers):
+    card = Card(number=number, exp_month=12, exp_year=2034, cvc="123")
+    request = AuthorizeRequest(f"att_{n}", 1000, "SAR", "card", True, "Visa fee", card)
+    print(stripe.authorize(request).outcome.value)
+stripe.close()
+"""
+
+
+def test_the_sdk_console_log_never_prints_card_data(fake: FakeStripeServer) -> None:
+    """`STRIPE_LOG=debug` has the SDK print each request body to stderr itself, past the
+    `stripe` logger and its filter; the provider keeps those bodies off the console."""
+    numbers = [VISA, "4000000000009995"]
+
+    done = subprocess.run(
+        [sys.executable, "-c", CHARGE_IN_A_PROCESS, fake.api_key, fake.url, *numbers],
+        cwd=ROOT,
+        env={**os.environ, "STRIPE_LOG": "debug"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["approved", "declined"]
+    assert "Request to Stripe api" in done.stderr, "the SDK's console log was on"
+    assert not any(number in done.stderr for number in numbers)
+    assert "[cvc]" not in done.stderr and "%5Bcvc%5D" not in done.stderr
+    assert "post_data" not in done.stderr

@@ -54,6 +54,9 @@ def test_a_safe_production_environment_starts(tmp_path: Path) -> None:
         ("GATEWAY_ENCRYPTION_KEY", "short", "GATEWAY_ENCRYPTION_KEY"),
         ("GATEWAY_SANDBOX_BACKUP", "1", "sandbox-backup"),
         ("GATEWAY_SANDBOX_FAULTS", "error_before_charge=0.5", "GATEWAY_SANDBOX_FAULTS"),
+        # The Stripe SDK prints to stderr itself: request bodies, card data among them.
+        ("STRIPE_LOG", "debug", "STRIPE_LOG"),
+        ("STRIPE_LOG", "info", "STRIPE_LOG"),
     ],
 )
 def test_production_refuses_unsafe_settings(

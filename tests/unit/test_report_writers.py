@@ -18,7 +18,13 @@ from openpyxl.cell.cell import Cell
 from openpyxl.worksheet import _writer as sheet_writer
 
 from payments.money import MAX_AMOUNT_MINOR, format_major
-from payments.settlement.items import STATUSES, ReconItem, ReconTotals, ReportHeader
+from payments.settlement.items import (
+    STATUSES,
+    ReconItem,
+    ReconTotals,
+    ReportDetails,
+    ReportHeader,
+)
 from payments.settlement.report_writers import (
     CSV_COLUMNS,
     ITEM_COLUMNS,
@@ -370,6 +376,63 @@ def test_xlsx_amounts_read_back_as_the_exact_amount() -> None:
     assert row[8].value == float(Decimal(format_major(largest, "OMR")))
     assert f"{row[8].value:.3f}" == "999999999.999"
     assert f"{row[10].value:.3f}" == "0.001"
+
+
+def test_xlsx_escapes_what_a_cell_cannot_hold_in_every_text_cell() -> None:
+    """A note stored before notes were checked, or any text holding a control character, still
+    makes a workbook: the character is written as its escape, the rest of the text as it is."""
+    odd = "\x07bell \x1b[1m\x0bvt\x0c\ufffe"
+    escaped = "\\u0007bell \\u001b[1m\\u000bvt\\u000c\\ufffe"
+    items = [
+        replace(
+            matched(1),
+            status="amount_mismatch",
+            item_id=f"stl_0000000000000001:{odd}",
+            provider_reference=f"sbx{odd}",
+            agency=f"وزارة{odd}",
+            resolution_note=f"=Short-paid{odd}",
+            resolved_by=f"fatma{odd}",
+        )
+    ]
+    header = replace(HEADER, provider=f"sandbox{odd}")
+    summary, totals = counted(items)
+    out = io.BytesIO()
+    write_xlsx(
+        header,
+        summary,
+        totals,
+        iter(items),
+        out,
+        details=ReportDetails(agencies={f"وزارة{odd}": totals}, ledger={}, ledger_agrees=True),
+    )
+    workbook = load(out.getvalue())
+
+    row = next(workbook["Items"].iter_rows(min_row=2))
+    assert row[0].value == f"stl_0000000000000001:{escaped}"
+    assert row[5].value == f"sbx{escaped}"
+    assert row[11].value == f"وزارة{escaped}"
+    assert (row[16].value, row[16].data_type) == (f"=Short-paid{escaped}", "s")
+    assert row[17].value == f"fatma{escaped}"
+    summary_cells = [cell.value for line in workbook["Summary"].iter_rows() for cell in line]
+    assert f"sandbox{escaped}" in summary_cells
+    assert f"وزارة{escaped}" in summary_cells
+
+
+def test_xlsx_keeps_line_breaks_tabs_and_error_like_text() -> None:
+    note = "تم التحويل على دفعتين\nTRF-0001\tTRF-0002"
+    items = [
+        replace(matched(1), status="amount_mismatch", resolution_note=note, resolved_by="fatma"),
+        replace(matched(2), status="amount_mismatch", resolution_note="#N/A", resolved_by="#REF!"),
+    ]
+
+    broken, error_like = load(write("xlsx", items))["Items"].iter_rows(min_row=2)
+
+    assert broken[16].value == note
+    assert broken[16].alignment.wrap_text  # the line break shows in the cell
+    assert [(cell.value, cell.data_type) for cell in error_like[16:18]] == [
+        ("#N/A", "s"),
+        ("#REF!", "s"),
+    ]
 
 
 # Totals
