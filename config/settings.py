@@ -23,6 +23,7 @@ from config.routing import (
     RoutingConfig,
     RoutingConfigError,
     RoutingRule,
+    StripeOptions,
     load_routing,
 )
 
@@ -62,6 +63,9 @@ class Settings:
     database_url: str = "sqlite:///var/gateway.db"
     var_dir: Path = Path("var")
     secret_key: str = ""
+    # The secret key replaced at the last rotation, kept for a day so that hosted-page links
+    # and idempotency fingerprints made under it still verify (README: key rotation).
+    previous_secret_key: str | None = None
     encryption_key: str = ""
     public_url: str = "http://127.0.0.1:8000"
     port: int = 8000
@@ -357,6 +361,39 @@ def _refuse_unsafe_production(get: Callable[[str], str | None], routing: Routing
             )
 
 
+def _refuse_live_acquirers_outside_production(
+    env: str, stripe_api_key: str | None, routing: RoutingConfig
+) -> None:
+    """A live acquirer key moves real money: never under development's generated secrets,
+    SQLite, plain http and simulators, which is what a missing GATEWAY_ENV gives."""
+    if env == "production":
+        return
+    keys = [("GATEWAY_STRIPE_API_KEY", stripe_api_key)]
+    keys += [
+        (f"acquirers.{a.name}.api_key (GATEWAY_ROUTING_FILE)", a.options.api_key)
+        for a in routing.acquirers
+        if isinstance(a.options, StripeOptions)
+    ]
+    for name, key in keys:
+        if key is not None and key.startswith(LIVE_STRIPE_KEY_PREFIXES):
+            raise ConfigurationError(
+                f"{name} is a live Stripe key, but GATEWAY_ENV is {env}: set "
+                "GATEWAY_ENV=production (with its real secrets), or use a test key"
+            )
+
+
+def _previous_secret_key(raw: str | None, current: str, production: bool) -> str | None:
+    if not raw:
+        return None
+    if raw == current:
+        raise ConfigurationError("GATEWAY_SECRET_KEY_PREVIOUS must differ from GATEWAY_SECRET_KEY")
+    if production and (len(raw) < 32 or raw.startswith(DEV_SECRET_MARKER)):
+        raise ConfigurationError(
+            "GATEWAY_SECRET_KEY_PREVIOUS must be a real secret of 32+ characters"
+        )
+    return raw
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from `GATEWAY_*` variables; production refuses development secrets, SQLite,
     a plain-http public URL and the sandbox's simulators."""
@@ -391,11 +428,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigurationError(str(exc)) from exc
     if env == "production":
         _refuse_unsafe_production(get, routing)
+    _refuse_live_acquirers_outside_production(env, stripe_api_key, routing)
     return Settings(
         env=env,
         database_url=get("GATEWAY_DATABASE_URL", f"sqlite:///{var_dir}/gateway.db"),
         var_dir=var_dir,
         secret_key=secret_key,
+        previous_secret_key=_previous_secret_key(
+            get("GATEWAY_SECRET_KEY_PREVIOUS"), secret_key, env == "production"
+        ),
         encryption_key=encryption_key,
         public_url=get("GATEWAY_PUBLIC_URL", f"http://127.0.0.1:{port}").rstrip("/"),
         port=port,

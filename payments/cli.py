@@ -50,6 +50,18 @@ def _gateway() -> Gateway:
         raise click.ClickException(str(exc)) from exc
 
 
+def _gateway_to_run() -> Gateway:
+    """The gateway for a long-running command (`serve`, `worker`): refused when its database
+    holds live keys but its environment is development."""
+    gw = _gateway()
+    try:
+        access.refuse_live_keys_outside_production(gw.settings, gw.db)
+    except ConfigurationError as exc:
+        gw.db.dispose()
+        raise click.ClickException(str(exc)) from exc
+    return gw
+
+
 def _run(call: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return call(*args, **kwargs)
@@ -362,7 +374,7 @@ def ledger_anchor(anchor_log: Path | None) -> None:
 def worker(once: bool) -> None:
     """Resolve unknown outcomes, expire abandoned payments, forget old idempotency keys, seal
     the ledger and deliver webhooks."""
-    gw = _gateway()
+    gw = _gateway_to_run()
     stopping = False
 
     def stop(_signum: int, _frame: Any) -> None:
@@ -411,7 +423,9 @@ def serve(port: int | None, host: str, workers: int | None, no_worker: bool) -> 
     from payments.api.server import METRICS_DIR, GatewayServer
 
     settings = _settings()
-    _gateway().db.dispose()  # refuse to start on acquirers that cannot be built, before forking
+    # Refuse to start on acquirers that cannot be built or live keys in development, before
+    # forking.
+    _gateway_to_run().db.dispose()
     port = port or settings.port
     try:
         server = GatewayServer(settings, bind=f"{host}:{port}", workers=workers)

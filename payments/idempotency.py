@@ -9,6 +9,12 @@ refund it committed (`committed`), and only while its holder still holds the key
 holder's work is never done twice: the request that takes over asks `recovered()` and answers
 that object as it now stands; with nothing recorded, nothing was committed, and it runs the
 request afresh.
+
+What a key row keeps is safe in a backup: the request's fingerprint is an HMAC under a key
+derived from `GATEWAY_SECRET_KEY` (a confirm's card fields are first replaced by a keyed
+digest of the card), never a plain hash that the card's number or security code could be
+guessed back from; and an answer that carries a secret (a webhook endpoint's signing secret)
+is kept without its body, so a repeat reissues it from the object as the take-over does.
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
+import hmac
 import json
+import logging
 import secrets
 from typing import Any
 
@@ -30,9 +39,12 @@ from payments.errors import Conflict, ValidationFailed
 from payments.gateway import Gateway
 from payments.models import IdempotencyRecord
 
+log = logging.getLogger(__name__)
+
 MAX_KEY_LENGTH = 255
 STARTED = "started"
 FINISHED = "finished"
+_FINGERPRINT_CONTEXT = b"gateway idempotency request fingerprint"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,17 +56,59 @@ class Replay:
 @dataclasses.dataclass(frozen=True)
 class Claim:
     """This request holds the key: `token` proves it; `recovered` is what a dead holder's
-    work committed, if the request took the key over."""
+    work committed, if the request took the key over. `replay` marks the repeat of a finished
+    request whose answer was not kept: it answers `recovered` as it now stands, and keeps
+    nothing."""
 
     api_key_id: str
     key: str
     token: str
     recovered: str | None = None
+    replay: bool = False
 
 
-_held: contextvars.ContextVar[Claim | None] = contextvars.ContextVar(
+@dataclasses.dataclass
+class _Holding:
+    claim: Claim
+    withhold_answer: bool = False
+
+
+_held: contextvars.ContextVar[_Holding | None] = contextvars.ContextVar(
     "idempotency_claim", default=None
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class FingerprintKey:
+    """A key that request fingerprints are made under, and the short id stored beside each
+    fingerprint to say which key made it."""
+
+    id: str
+    secret: bytes = dataclasses.field(repr=False)
+
+
+@functools.lru_cache(maxsize=8)
+def fingerprint_key(secret_key: str) -> FingerprintKey:
+    """The fingerprint key derived from the gateway's secret key (its own purpose, so it
+    reveals nothing of the key that signs links)."""
+    derived = hmac.new(secret_key.encode(), _FINGERPRINT_CONTEXT, hashlib.sha256).digest()
+    key_id = hmac.new(derived, b"key id", hashlib.sha256).hexdigest()[:12]
+    return FingerprintKey(id=key_id, secret=derived)
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What a repeat must match: the method, the path and the JSON body (card data and all,
+    held only for this request)."""
+
+    method: str
+    path: str
+    body: Any = dataclasses.field(repr=False)
+
+    def fingerprint(self, key: FingerprintKey) -> str:
+        canonical = _canonical(_without_card_data(key, self.body))
+        message = f"{self.method} {self.path}\n{canonical}".encode()
+        return hmac.new(key.secret, message, hashlib.sha256).hexdigest()
 
 
 def check_key(key: str) -> str:
@@ -69,9 +123,37 @@ def check_key(key: str) -> str:
     return key
 
 
-def request_hash(method: str, path: str, body: Any) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+def _canonical(body: Any) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _without_card_data(key: FingerprintKey, body: Any) -> Any:
+    """`body` with a confirm's card replaced by a keyed digest of it: the same card matches,
+    another card does not, and the fingerprint covers no card digit directly."""
+    method = body.get("payment_method") if isinstance(body, dict) else None
+    if not isinstance(method, dict) or "card" not in method:
+        return body
+    card = hmac.new(key.secret, b"card\n" + _canonical(method["card"]).encode(), hashlib.sha256)
+    return {**body, "payment_method": {**method, "card": {"digest": card.hexdigest()}}}
+
+
+def _same_request(
+    record: IdempotencyRecord, request: Request, keys: tuple[FingerprintKey, ...]
+) -> bool:
+    """Whether `request` is the one the key was first used with. A fingerprint that can no
+    longer be compared (dropped when fingerprints became keyed, or made under a key retired
+    before the last rotation) is taken as the same request: a repeat then replays or takes
+    over, which never does the work twice."""
+    if record.request_hash is None:
+        return True
+    for key in keys:
+        if key.id == record.request_key:
+            return hmac.compare_digest(record.request_hash, request.fingerprint(key))
+    log.info(
+        "an Idempotency-Key's fingerprint was made under a retired secret key",
+        extra={"key_id": record.request_key},
+    )
+    return True
 
 
 def _in_use() -> Conflict:
@@ -80,10 +162,20 @@ def _in_use() -> Conflict:
     )
 
 
-def begin(gw: Gateway, api_key_id: str, key: str, digest: str) -> Replay | Claim:
+def fingerprint_keys(gw: Gateway) -> tuple[FingerprintKey, ...]:
+    """The current fingerprint key first, then the one of the secret key it replaced."""
+    settings = gw.settings
+    previous = settings.previous_secret_key
+    current = fingerprint_key(settings.secret_key)
+    return (current, fingerprint_key(previous)) if previous else (current,)
+
+
+def begin(gw: Gateway, api_key_id: str, key: str, request: Request) -> Replay | Claim:
     """Claim the key for this request (taking it over if its holder's lease ran out), or say
     what a repeat must answer."""
     lease = dt.timedelta(seconds=gw.settings.idempotency_lease_s)
+    keys = fingerprint_keys(gw)
+    digest = request.fingerprint(keys[0])
     for _ in range(2):
         token = secrets.token_hex(16)
         now = clock.now()
@@ -94,6 +186,7 @@ def begin(gw: Gateway, api_key_id: str, key: str, digest: str) -> Replay | Claim
                         api_key_id=api_key_id,
                         key=key,
                         request_hash=digest,
+                        request_key=keys[0].id,
                         state=STARTED,
                         created_at=now,
                         locked_until=now + lease,
@@ -115,7 +208,7 @@ def begin(gw: Gateway, api_key_id: str, key: str, digest: str) -> Replay | Claim
             if record.created_at < now - dt.timedelta(seconds=gw.settings.idempotency_ttl_s):
                 session.delete(record)
                 continue
-            if record.request_hash != digest:
+            if not _same_request(record, request, keys):
                 message = "this Idempotency-Key was used with a different request"
                 raise ValidationFailed(
                     message,
@@ -124,7 +217,12 @@ def begin(gw: Gateway, api_key_id: str, key: str, digest: str) -> Replay | Claim
                     details={"Idempotency-Key": [message]},
                 )
             if record.state == FINISHED and record.response_status is not None:
-                return Replay(status=record.response_status, body=record.response_body or "")
+                if record.response_body is not None:
+                    return Replay(status=record.response_status, body=record.response_body)
+                if record.recovery_object is None:  # nothing to answer from: never redo it
+                    raise _in_use()
+                # The answer held a secret and was not kept: answer the object again.
+                return Claim(api_key_id, key, token, recovered=record.recovery_object, replay=True)
             locked_until = record.locked_until or record.created_at + lease
             if locked_until > now:
                 raise _in_use()
@@ -135,26 +233,44 @@ def begin(gw: Gateway, api_key_id: str, key: str, digest: str) -> Replay | Claim
     raise _in_use()
 
 
-def hold(claim: Claim | None) -> contextvars.Token[Claim | None]:
+def hold(claim: Claim | None) -> contextvars.Token[_Holding | None]:
     """Make `claim` the current request's, for `committed` and `recovered`."""
-    return _held.set(claim)
+    return _held.set(_Holding(claim) if claim is not None else None)
 
 
-def let_go(token: contextvars.Token[Claim | None]) -> None:
+def let_go(token: contextvars.Token[_Holding | None]) -> None:
     _held.reset(token)
+
+
+def _claim() -> Claim | None:
+    holding = _held.get()
+    return holding.claim if holding is not None else None
 
 
 def recovered() -> str | None:
     """The payment or refund that a dead holder of this request's key committed: answer it as
     it now stands rather than doing the work again."""
-    claim = _held.get()
+    claim = _claim()
     return claim.recovered if claim is not None else None
+
+
+def withhold_answer() -> None:
+    """This request's answer carries a secret: keep the key's outcome but not the answer, so
+    no secret sits in the key's row; a repeat answers the object afresh (`recovered`)."""
+    holding = _held.get()
+    if holding is not None:
+        holding.withhold_answer = True
+
+
+def answer_withheld() -> bool:
+    holding = _held.get()
+    return holding is not None and holding.withhold_answer
 
 
 def committed(session: Session, object_id: str) -> None:
     """Record, in the transaction of the work itself, the object this request's key made or
     moved; refused (and the work rolled back) if another request has taken the key over."""
-    claim = _held.get()
+    claim = _claim()
     if claim is None:
         return
     moved = session.execute(
@@ -171,8 +287,9 @@ def committed(session: Session, object_id: str) -> None:
         raise _in_use()
 
 
-def finish(gw: Gateway, claim: Claim, status: int, body: str) -> None:
-    """Keep the response for repeats, unless another request has taken the key over."""
+def finish(gw: Gateway, claim: Claim, status: int, body: str | None) -> None:
+    """Keep the response for repeats, unless another request has taken the key over; with no
+    `body`, only its status: a repeat answers the recorded object afresh."""
     with gw.db.transaction() as session:
         session.execute(
             update(IdempotencyRecord)

@@ -205,7 +205,10 @@ class IdempotencyRecord(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     api_key_id: Mapped[str] = mapped_column(String(40))
     key: Mapped[str] = mapped_column(String(255))
-    request_hash: Mapped[str] = mapped_column(String(64))
+    # HMAC-SHA256 of the request under the fingerprint key `request_key` names
+    # (payments/idempotency.py); None where a fingerprint was dropped as unsafe to keep.
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    request_key: Mapped[str | None] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(10))
     response_status: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[str | None] = mapped_column(Text)

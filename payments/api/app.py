@@ -55,6 +55,8 @@ def create_app(settings: Settings | None = None, gw: Gateway | None = None) -> F
     app.session_interface = PageSessions()
     app.config.update(
         SECRET_KEY=settings.secret_key,
+        # A page session cookie signed before a secret key rotation still opens.
+        SECRET_KEY_FALLBACKS=[settings.previous_secret_key] if settings.previous_secret_key else [],
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         # The session cookie only carries the hosted page's CSRF secret.
         SESSION_COOKIE_HTTPONLY=True,

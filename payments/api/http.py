@@ -20,6 +20,7 @@ from payments.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    PermissionDenied,
     Unavailable,
     ValidationFailed,
 )
@@ -139,9 +140,14 @@ def _parse_upload() -> None:
 
 def _parse_body() -> None:
     """Refuse over-large, non-JSON and non-object bodies before any view sees them."""
-    if request.path in UPLOAD_PATHS and request.mimetype == "multipart/form-data":
-        _parse_upload()
-        return
+    if request.path in UPLOAD_PATHS:
+        # Only finance keys import settlements: anyone else is refused before a byte of a
+        # body that may be 256 MiB is read, hashed or spooled.
+        if not g.principal.is_finance:
+            raise PermissionDenied("settlements are for finance keys")
+        if request.mimetype == "multipart/form-data":
+            _parse_upload()
+            return
     max_bytes = gateway().settings.max_body_bytes
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge("the request body is over 64 KiB")
@@ -203,8 +209,8 @@ def _claim_idempotency_key() -> Response | None:
     if key is None:
         return None
     idempotency.check_key(key)
-    digest = idempotency.request_hash(request.method, request.path, g.body)
-    claimed = idempotency.begin(gateway(), g.principal.key_id, key, digest)
+    asked = idempotency.Request(request.method, request.path, g.body)
+    claimed = idempotency.begin(gateway(), g.principal.key_id, key, asked)
     if isinstance(claimed, idempotency.Replay):
         response = Response(claimed.body, status=claimed.status, mimetype="application/json")
         response.headers["Idempotent-Replayed"] = "true"
@@ -217,12 +223,15 @@ def _claim_idempotency_key() -> Response | None:
 def _settle_key(claim: idempotency.Claim, response: Response) -> None:
     """Keep the answer under its Idempotency-Key, or give the key up. If the database went
     away after the work was done, the answer still goes out: the key stays `started`, its
-    lease runs out, and a retry answers from what the work committed (API.md §2)."""
+    lease runs out, and a retry answers from what the work committed (API.md §2). An answer
+    that carries a secret is kept without its body; its repeats answer the object afresh."""
+    if claim.replay:
+        response.headers["Idempotent-Replayed"] = "true"
+        return
     try:
         if response.status_code in KEPT_STATUSES and not _is_key_conflict(response):
-            idempotency.finish(
-                gateway(), claim, response.status_code, response.get_data(as_text=True)
-            )
+            body = None if idempotency.answer_withheld() else response.get_data(as_text=True)
+            idempotency.finish(gateway(), claim, response.status_code, body)
         else:
             idempotency.release(gateway(), claim)
     except Unavailable:

@@ -17,6 +17,8 @@ from gunicorn.app.base import BaseApplication
 from config import ConfigurationError, Settings, load_settings
 from payments import logs, metrics
 from payments.api.app import create_app
+from payments.db import Database, make_engine
+from payments.service import access
 
 TIMEOUT_S = 60  # a worker silent this long is killed; longer than any acquirer call
 GRACEFUL_TIMEOUT_S = 20  # requests in flight get this long to finish on stop or restart
@@ -126,6 +128,11 @@ def on_starting(server: Any) -> None:
     metrics a fresh directory unless the operator named one (`gateway serve` has)."""
     try:
         settings = load_settings()
+        db = Database(make_engine(settings.database_url, pool_size=1))
+        try:
+            access.refuse_live_keys_outside_production(settings, db)
+        finally:
+            db.dispose()
     except ConfigurationError as exc:
         server.log.error("refusing to start: %s", exc)
         raise SystemExit(1) from None

@@ -35,7 +35,7 @@ blp = Blueprint(
 security.protect(blp)
 
 REFRESH_S = 10  # how often the page of a payment in flight checks again
-FINISHED_STATES = {"succeeded", "authorised", "failed", "cancelled", "expired"}
+FINISHED_STATES = {"succeeded", "authorised", "failed", "cancelled", "expired", "link_expired"}
 # The hint each field's description points at; the month and year share the date's.
 HINT_IDS = {"number": "number-hint", "exp_month": "expiry-hint", "exp_year": "expiry-hint"}
 HINT_IDS |= {"cvc": "cvc-hint"}
@@ -61,7 +61,8 @@ def gateway() -> Gateway:
 
 
 def _payment_id(token: str) -> str:
-    payment_id = read_token(gateway().settings.secret_key, token)
+    settings = gateway().settings
+    payment_id = read_token(settings.secret_key, token, settings.previous_secret_key)
     if payment_id is None:
         raise PageNotFound
     return payment_id
@@ -142,6 +143,8 @@ def error_page(status: int, kind: str, back_url: str | None = None) -> Response:
 
 
 def _state(view: CheckoutView) -> str:
+    if view.link_expired and view.status not in ("created", "expired", "processing"):
+        return "link_expired"  # a payer still waiting on an outcome keeps the page
     if view.status == "created":
         if view.expired:
             return "expired"

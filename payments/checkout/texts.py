@@ -74,6 +74,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "cancelled_body": "You cancelled this payment. No money was taken.",
         "expired_title": "This payment has expired",
         "expired_body": "No money was taken. Go back to {agency} to start again.",
+        "link_expired_title": "This payment link has expired",
+        "link_expired_body": "The link stopped working when the time to pay ran out. If you "
+        "paid, {agency} has your payment; if not, go back to {agency} to start again.",
         "return_link": "Return to {agency}",
         "footer": "Secure payment page of the GCC government payment gateway.",
         "not_found_title": "Page not found",
@@ -156,6 +159,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "cancelled_body": "ألغيت هذه الدفعة. لم يُخصم أي مبلغ.",
         "expired_title": "انتهت صلاحية هذه الدفعة",
         "expired_body": "لم يُخصم أي مبلغ. عُد إلى {agency} لتبدأ من جديد.",
+        "link_expired_title": "انتهت صلاحية رابط الدفع هذا",
+        "link_expired_body": "توقف الرابط عن العمل بانتهاء مهلة الدفع. إن كنت قد دفعت فقد "
+        "تسلّمت {agency} دفعتك، وإلا فعُد إلى {agency} لتبدأ من جديد.",
         "return_link": "العودة إلى {agency}",
         "footer": "صفحة دفع آمنة تابعة لبوابة الدفع الحكومية الخليجية.",
         "not_found_title": "الصفحة غير موجودة",

@@ -22,21 +22,23 @@ def make_token(secret_key: str, payment_id: str) -> str:
     return str(_serializer(secret_key).dumps(payment_id))
 
 
-def read_token(secret_key: str, token: str) -> str | None:
-    """The payment id a token names, or None when it is forged, altered or not a payment's."""
+def read_token(secret_key: str, token: str, previous_key: str | None = None) -> str | None:
+    """The payment id a token names, or None when it is forged, altered or not a payment's.
+    A token signed with the secret key replaced at the last rotation (`previous_key`) still
+    names its payment: links handed out before the rotation keep working."""
     if not token or len(token) > MAX_TOKEN_CHARS or not token.isascii():
         return None
-    try:
-        payment_id = _serializer(secret_key).loads(token)
-    except BadSignature:
-        return None
-    if not isinstance(payment_id, str) or not is_id(payment_id, "pay"):
-        return None
-    # Base64 leaves spare bits in a last character: a token that differs from the payment's
-    # one token only there still verifies. Only the token itself names the payment.
-    if token != make_token(secret_key, payment_id):
-        return None
-    return payment_id
+    for key in (secret_key, previous_key) if previous_key else (secret_key,):
+        try:
+            payment_id = _serializer(key).loads(token)
+        except BadSignature:
+            continue
+        if not isinstance(payment_id, str) or not is_id(payment_id, "pay"):
+            return None
+        # Base64 leaves spare bits in a last character: a token that differs from the
+        # payment's one token only there still verifies. Only the token itself names it.
+        return payment_id if token == make_token(key, payment_id) else None
+    return None
 
 
 def page_url(public_url: str, secret_key: str, payment_id: str) -> str:

@@ -8,10 +8,19 @@ import re
 import secrets
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from config import ConfigurationError, Settings
 from payments import clock
-from payments.errors import AuthenticationFailed, Conflict, NotFound, ValidationFailed
+from payments.db import Database
+from payments.errors import (
+    AuthenticationFailed,
+    Conflict,
+    NotFound,
+    Unavailable,
+    ValidationFailed,
+)
 from payments.gateway import Gateway
 from payments.ids import new_id
 from payments.models import Agency, ApiKey
@@ -89,6 +98,30 @@ def create_agency(
         )
         session.add(agency)
     return agency
+
+
+def refuse_live_keys_outside_production(settings: Settings, db: Database) -> None:
+    """A gateway holding live agency keys takes real money: refuse to start it as development
+    (what a missing GATEWAY_ENV gives: generated secrets, SQLite, http, the simulators)."""
+    if settings.env != "development":
+        return
+    try:
+        with db.read() as session:
+            live = session.execute(
+                select(ApiKey.id)
+                .where(ApiKey.role == "agency", ApiKey.mode == "live", ApiKey.revoked_at.is_(None))
+                .limit(1)
+            ).first()
+    except (SQLAlchemyError, Unavailable) as exc:
+        raise ConfigurationError(
+            "could not check GATEWAY_DATABASE_URL for live API keys (run `gateway db upgrade` "
+            f"first): {type(exc).__name__}"
+        ) from None
+    if live is not None:
+        raise ConfigurationError(
+            f"the database holds live API keys (such as {live.id}) but GATEWAY_ENV is "
+            "development: set GATEWAY_ENV=production with its real secrets, or revoke them"
+        )
 
 
 def create_key(

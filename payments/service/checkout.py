@@ -81,6 +81,9 @@ class CheckoutView:
     redirect_url: str | None
     livemode: bool
     expired: bool
+    # The page's link lives as long as the payment may be paid (`expires_at`); after that it
+    # only shows a payment in flight, and changes nothing.
+    link_expired: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,9 +111,8 @@ def _view(gw: Gateway, session: Session, payment: Payment) -> CheckoutView:
     declined = [a for a in attempts if a.status == AttemptStatus.DECLINED]
     waiting = [a for a in attempts if a.pending_action == "authorize" and a.redirect_url]
     status = PaymentStatus(payment.status)
-    expired = status is PaymentStatus.EXPIRED or (
-        status is PaymentStatus.CREATED and clock.now() >= payment.expires_at
-    )
+    link_expired = clock.now() >= payment.expires_at
+    expired = status is PaymentStatus.EXPIRED or (status is PaymentStatus.CREATED and link_expired)
     open_for_cards = status is PaymentStatus.CREATED and not expired
     return CheckoutView(
         payment_id=payment.id,
@@ -134,6 +136,7 @@ def _view(gw: Gateway, session: Session, payment: Payment) -> CheckoutView:
         redirect_url=waiting[-1].redirect_url if waiting else None,
         livemode=payment.livemode,
         expired=expired,
+        link_expired=link_expired,
     )
 
 
@@ -223,5 +226,7 @@ def cancel(gw: Gateway, payment_id: str) -> CheckoutView:
                 f"a {payment.status} payment cannot be cancelled here",
                 code="payment_invalid_state",
             )
+        if clock.now() >= payment.expires_at:  # an old link found later changes nothing
+            raise Conflict("the payment's link has expired", code="payment_expired")
         move(session, payment, PaymentStatus.CANCELLED)
         return _view(gw, session, payment)

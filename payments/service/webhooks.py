@@ -153,6 +153,7 @@ def _reissued(gw: Gateway, principal: Principal, endpoint_id: str) -> IssuedSecr
     with gw.db.read() as session:
         endpoint = _load(session, principal, endpoint_id, manage=True)
         secret = box.open(endpoint.secret_sealed, context=secret_context(endpoint.id))
+    idempotency.withhold_answer()
     return IssuedSecret(endpoint, secret.decode())
 
 
@@ -213,6 +214,7 @@ def create_endpoint(gw: Gateway, principal: Principal, new: NewEndpoint) -> Issu
         )
         session.add(endpoint)
         idempotency.committed(session, endpoint_id)
+    idempotency.withhold_answer()
     return IssuedSecret(endpoint, secret)
 
 
@@ -295,6 +297,7 @@ def rotate_secret(
             endpoint.signing_key_sealed, endpoint.public_key = _sealed_signing_key(box, endpoint.id)
         endpoint.updated_at = now
         idempotency.committed(session, endpoint.id)
+    idempotency.withhold_answer()
     return IssuedSecret(endpoint, secret)
 
 

@@ -4,6 +4,7 @@ the pages of finished payments, and card data kept out of pages, logs and the se
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 import logging
@@ -440,6 +441,58 @@ def test_an_expired_payment_says_so_and_takes_no_card(client: FlaskClient, agenc
     refused = client.post(f"{path}/card", data={"csrf_token": token, **card_form(GOOD)})
     assert local(see_other(refused)) == path
     assert payment_of(client, agency_key, payment["id"])["status"] in ("created", "expired")
+
+
+def test_an_old_link_found_later_cancels_nothing(client: FlaskClient, agency_key: str) -> None:
+    """The link expires with the payment: past `expires_at`, and before the worker has
+    marked the payment expired, "Cancel and return" changes nothing."""
+    payment = create(client, agency_key, language="en")
+    path = page_path(payment)
+    token = csrf_of(open_page(client, path))
+    later = clock.now() + dt.timedelta(seconds=5400)
+    clock.set_clock(lambda: later)
+    refused = client.post(f"{path}/cancel", data={"csrf_token": token})
+    assert local(see_other(refused)) == path
+    assert payment_of(client, agency_key, payment["id"])["status"] == "created"
+    assert "This payment has expired" in open_page(client, path)
+
+
+def test_a_paid_payment_s_link_expires_with_the_payment(
+    client: FlaskClient, agency_key: str
+) -> None:
+    payment = create(client, agency_key, language="en")
+    path = page_path(payment)
+    pay(client, path, GOOD)
+    assert "Payment received" in open_page(client, path)
+    later = clock.now() + dt.timedelta(seconds=5400)
+    clock.set_clock(lambda: later)
+    body = open_page(client, path)
+    assert "This payment link has expired" in body and "Payment received" not in body
+    arabic = open_page(client, path, lang="ar")
+    assert "انتهت صلاحية رابط الدفع هذا" in arabic
+
+
+def test_a_link_made_before_a_secret_key_rotation_still_opens(
+    client: FlaskClient, gw: Gateway, agency_key: str, tmp_path: Path
+) -> None:
+    payment = create(client, agency_key, language="en")
+    path = page_path(payment)
+    rotated = dataclasses.replace(
+        gw.settings,
+        secret_key="rotated-secret-key-" + "r" * 32,
+        previous_secret_key=gw.settings.secret_key,
+    )
+    after = build_gateway(rotated)
+    try:
+        assert "Card number" in open_page(create_app(gw=after).test_client(), path)
+        forgotten = dataclasses.replace(rotated, previous_secret_key=None)
+        gone = build_gateway(forgotten)
+        try:
+            check_not_found(create_app(gw=gone).test_client().get(path))
+        finally:
+            gone.db.dispose()
+    finally:
+        after.db.dispose()
 
 
 def test_a_payment_in_flight_says_so_and_refreshes_without_script(

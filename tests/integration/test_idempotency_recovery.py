@@ -214,10 +214,11 @@ def test_a_holder_overtaken_after_its_lease_commits_nothing(
     """A request slower than its lease loses the key: its work is refused and rolled back,
     so the key's work is done once, by whoever holds it."""
     principal_key = _key_row_for_new_claim(gw, agency_key)
-    first = idempotency.begin(gw, principal_key, "slow", "digest")
+    asked = idempotency.Request("POST", "/v1/payments", {"amount": 100})
+    first = idempotency.begin(gw, principal_key, "slow", asked)
     assert isinstance(first, idempotency.Claim)
     _later(LEASE + dt.timedelta(seconds=1))
-    second = idempotency.begin(gw, principal_key, "slow", "digest")
+    second = idempotency.begin(gw, principal_key, "slow", asked)
     assert isinstance(second, idempotency.Claim) and second.token != first.token
     held = idempotency.hold(first)
     try:

@@ -414,3 +414,73 @@ def test_the_gateway_command(gw: Gateway, client: FlaskClient, tmp_path: Path) -
     assert again.returncode == 0 and "already recorded as payout po_" in again.stdout
     verified = gateway_cli(gw.settings, "ledger", "verify")
     assert verified.returncode == 0, verified.stderr
+
+
+class _Body(io.RawIOBase):
+    """An upload of `size` bytes that counts what the gateway read of it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.position = 0
+        self.taken = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:  # the test client measures the body by seeking
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self.position = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[
+            whence
+        ] + offset
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        n = max(0, min(len(buffer), self.size - self.position))
+        buffer[:n] = b"x" * n
+        self.position += n
+        self.taken += n
+        return n
+
+
+def _big_upload(client: FlaskClient, key: str, body: _Body) -> Any:
+    return client.post(
+        "/v1/settlements",
+        input_stream=body,
+        content_type="multipart/form-data; boundary=b0undary",
+        headers=auth(key, **{"Idempotency-Key": "upload-1"}),
+    )
+
+
+def test_a_key_that_may_not_import_is_refused_before_its_upload_is_read(
+    gw: Gateway, client: FlaskClient, agency_key: str
+) -> None:
+    before = count_rows(gw)
+    body = _Body(200 * 1024 * 1024)
+    refused = _big_upload(client, agency_key, body)
+    assert refused.status_code == 403 and refused.json["error"]["type"] == "permission"
+    assert body.taken == 0
+    assert count_rows(gw) == before  # no idempotency key claimed either
+
+
+def test_a_limited_finance_key_is_refused_before_its_upload_is_read(
+    database_url: str, tmp_path: Path
+) -> None:
+    from payments.api.app import create_app
+    from payments.gateway import build_gateway
+    from tests.conftest import make_settings
+
+    limited = build_gateway(make_settings(database_url, tmp_path, rate_limit="1/minute"))
+    try:
+        key = access.create_key(limited, agency_id=None, role="finance")[1]
+        client = create_app(gw=limited).test_client()
+        assert client.get("/v1/settlements", headers=auth(key)).status_code == 200
+        body = _Body(200 * 1024 * 1024)
+        assert _big_upload(client, key, body).status_code == 429
+        assert body.taken == 0
+    finally:
+        limited.db.dispose()
