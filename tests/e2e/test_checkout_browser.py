@@ -392,6 +392,10 @@ def test_every_page_state_passes_axe_and_is_photographed(
     at_agency(page, return_url)
     open_page(page, paid)
     check_state(page, server, "succeeded", lang)
+    expire(server, paid)  # its link outlives the payment's time to pay: it only says so
+    open_page(page, paid)
+    assert page.locator("form").count() == 0
+    check_state(page, server, "link-expired", lang)
 
     cancelled = new_payment(server, return_url, language=lang)
     open_page(page, cancelled)
