@@ -1,8 +1,13 @@
 """Typed settings and routing rules of the gateway, read from the environment in one place."""
 
 from config.routing import (
+    BENEFIT,
     DEFAULT_ROUTING_RULES,
+    KNET,
+    MADA,
+    OMANNET,
     PAYMENT_METHODS,
+    SCHEME_RULES,
     AcquirerConfig,
     BreakerConfig,
     RoutingRule,
@@ -12,8 +17,13 @@ from config.routing import (
 from config.settings import ConfigurationError, Settings, load_settings
 
 __all__ = [
+    "BENEFIT",
     "DEFAULT_ROUTING_RULES",
+    "KNET",
+    "MADA",
+    "OMANNET",
     "PAYMENT_METHODS",
+    "SCHEME_RULES",
     "AcquirerConfig",
     "BreakerConfig",
     "ConfigurationError",

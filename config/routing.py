@@ -69,7 +69,9 @@ SANDBOX_BACKUP = "sandbox-backup"
 # from payments; a unit test keeps them equal.
 MEMBER_STATES = ("SA", "AE", "KW", "QA", "BH", "OM")
 CURRENCIES = ("SAR", "AED", "QAR", "KWD", "BHD", "OMR", "USD")
-PAYMENT_METHODS = ("card",)
+# `card` is any card; `mada` a Saudi mada card (recognised by its BIN, taken by a mada-capable
+# acquirer, purchase only); the others pay on a national scheme's own page.
+PAYMENT_METHODS = ("card", "mada", "knet", "benefit", "omannet")
 AGENCY_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}\Z")
 # 40 characters: the width of the `provider` columns that store an instance's name.
 ACQUIRER_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}\Z")
@@ -154,18 +156,44 @@ class RoutingConfig:
 
 
 TEST_RULE = RoutingRule(name="test-mode-sandbox", livemode=False, providers=(SANDBOX,))
+# The national schemes' simulators, built in outside production, and the test-mode rules that
+# offer each scheme to its own member state's agencies (DESIGN.md, "Acquirers").
+KNET: Final = "knet"
+BENEFIT: Final = "benefit"
+OMANNET: Final = "omannet"
+MADA: Final = "mada"
+SCHEME_SIMULATORS: tuple[str, ...] = (KNET, BENEFIT, OMANNET, MADA)
+SCHEME_RULES: tuple[RoutingRule, ...] = tuple(
+    RoutingRule(
+        name=f"test-mode-{scheme}",
+        livemode=False,
+        states=(state,),
+        methods=(scheme,),
+        providers=(scheme,),
+    )
+    for scheme, state in ((KNET, "KW"), (BENEFIT, "BH"), (OMANNET, "OM"), (MADA, "SA"))
+)
 LIVE_RULE = RoutingRule(
     name="live-cards-stripe", livemode=True, methods=("card",), providers=(STRIPE,)
 )
 DEFAULT_ROUTING_RULES: tuple[RoutingRule, ...] = (TEST_RULE, LIVE_RULE)
 
 
-def builtin_acquirers(*, stripe_configured: bool) -> tuple[str, ...]:
-    return (SANDBOX, STRIPE) if stripe_configured else (SANDBOX,)
+def builtin_acquirers(*, stripe_configured: bool, simulators: bool = True) -> tuple[str, ...]:
+    names = (SANDBOX, STRIPE) if stripe_configured else (SANDBOX,)
+    return names + (SCHEME_SIMULATORS if simulators else ())
 
 
-def load_routing(environ: Mapping[str, str], *, stripe_configured: bool) -> RoutingConfig:
-    """Routing from `GATEWAY_ROUTING_FILE`, or the defaults changed by the shortcuts."""
+def default_rules(*, simulators: bool) -> tuple[RoutingRule, ...]:
+    """The default rules: the schemes' test-mode rules while their simulators run, then cards."""
+    return (SCHEME_RULES if simulators else ()) + DEFAULT_ROUTING_RULES
+
+
+def load_routing(
+    environ: Mapping[str, str], *, stripe_configured: bool, simulators: bool = True
+) -> RoutingConfig:
+    """Routing from `GATEWAY_ROUTING_FILE`, or the defaults changed by the shortcuts.
+    `simulators`: the national schemes' simulators are built in (never in production)."""
     path = environ.get("GATEWAY_ROUTING_FILE", "").strip()
     backup = _flag(environ.get("GATEWAY_SANDBOX_BACKUP", ""), "GATEWAY_SANDBOX_BACKUP")
     shortcuts = {
@@ -180,7 +208,9 @@ def load_routing(environ: Mapping[str, str], *, stripe_configured: bool) -> Rout
                 f"GATEWAY_ROUTING_FILE is set, so {' and '.join(used)} must not be: "
                 "put all routing in the file"
             )
-        return read_routing_file(Path(path), stripe_configured=stripe_configured)
+        return read_routing_file(
+            Path(path), stripe_configured=stripe_configured, simulators=simulators
+        )
     acquirers: tuple[AcquirerConfig, ...] = ()
     test_rule, live_rule = TEST_RULE, LIVE_RULE
     if backup:
@@ -188,7 +218,7 @@ def load_routing(environ: Mapping[str, str], *, stripe_configured: bool) -> Rout
             AcquirerConfig(SANDBOX_BACKUP, SANDBOX, SandboxOptions(errors_before_charge=False)),
         )
         test_rule = dataclasses.replace(TEST_RULE, providers=(SANDBOX, SANDBOX_BACKUP))
-    configured = builtin_acquirers(stripe_configured=stripe_configured) + (
+    configured = builtin_acquirers(stripe_configured=stripe_configured, simulators=simulators) + (
         (SANDBOX_BACKUP,) if backup else ()
     )
     variable = "GATEWAY_ROUTING_TEST_PROVIDERS"
@@ -199,10 +229,13 @@ def load_routing(environ: Mapping[str, str], *, stripe_configured: bool) -> Rout
     if shortcuts[variable]:
         names = _env_names(shortcuts[variable], variable, configured)
         live_rule = dataclasses.replace(LIVE_RULE, name="live-cards-env", providers=names)
-    return RoutingConfig(acquirers=acquirers, rules=(test_rule, live_rule))
+    schemes = SCHEME_RULES if simulators else ()
+    return RoutingConfig(acquirers=acquirers, rules=(*schemes, test_rule, live_rule))
 
 
-def read_routing_file(path: Path, *, stripe_configured: bool) -> RoutingConfig:
+def read_routing_file(
+    path: Path, *, stripe_configured: bool, simulators: bool = True
+) -> RoutingConfig:
     """Read and check a routing file; every error names the file."""
     prefix = f"GATEWAY_ROUTING_FILE {path}"
     try:
@@ -217,23 +250,23 @@ def read_routing_file(path: Path, *, stripe_configured: bool) -> RoutingConfig:
     except UnicodeDecodeError as exc:
         raise RoutingConfigError(f"{prefix}: not UTF-8 ({exc.reason})") from exc
     try:
-        return parse_routing(text, stripe_configured=stripe_configured)
+        return parse_routing(text, stripe_configured=stripe_configured, simulators=simulators)
     except RoutingConfigError as exc:
         raise RoutingConfigError(f"{prefix}: {exc}") from exc
 
 
-def parse_routing(text: str, *, stripe_configured: bool) -> RoutingConfig:
+def parse_routing(text: str, *, stripe_configured: bool, simulators: bool = True) -> RoutingConfig:
     """Parse and check the TOML text of a routing file."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RoutingConfigError(f"not valid TOML: {exc}") from exc
     _only(data, {"acquirers", "breaker", "rules"}, "the file")
-    builtin = builtin_acquirers(stripe_configured=stripe_configured)
+    builtin = builtin_acquirers(stripe_configured=stripe_configured, simulators=simulators)
     acquirers = _acquirers(data.get("acquirers", {}), stripe_configured)
     breaker = _breaker(data.get("breaker", {}))
     configured = builtin + tuple(a.name for a in acquirers)
-    rules = DEFAULT_ROUTING_RULES
+    rules = default_rules(simulators=simulators)
     if "rules" in data:
         rules = _rules(data["rules"], configured)
     return RoutingConfig(acquirers=acquirers, rules=rules, breaker=breaker)
@@ -252,7 +285,7 @@ def _acquirers(value: object, stripe_configured: bool) -> tuple[AcquirerConfig, 
                 "or digit"
             )
         # `stripe` is reserved even without a key, so setting one later cannot clash.
-        if name in (SANDBOX, STRIPE):
+        if name in (SANDBOX, STRIPE, *SCHEME_SIMULATORS):
             raise RoutingConfigError(f"{where}: {name!r} is a built-in instance; pick another name")
         table = _table(raw, where)
         adapter = table.get("adapter")

@@ -16,7 +16,6 @@ from limits import parse_many
 
 from config.routing import (
     DEFAULT_BREAKER,
-    DEFAULT_ROUTING_RULES,
     SANDBOX,
     AcquirerConfig,
     BreakerConfig,
@@ -24,10 +23,13 @@ from config.routing import (
     RoutingConfigError,
     RoutingRule,
     StripeOptions,
+    default_rules,
     load_routing,
 )
 
 ENVIRONMENTS = ("development", "test", "production")
+# Outside production the national schemes' simulators are built in, with their rules first.
+WITH_SCHEME_SIMULATORS = default_rules(simulators=True)
 DEV_SECRET_MARKER = "dev-"  # noqa: S105 - marks generated development secrets
 WEBHOOK_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
 MAX_WEBHOOK_RETRIES = 20
@@ -98,7 +100,7 @@ class Settings:
     log_level: str = "INFO"
     # Routing (config/routing.py): ordered rules, acquirer instances beside the built-in
     # `sandbox` and `stripe`, and when an instance's circuit breaker opens.
-    routing_rules: tuple[RoutingRule, ...] = DEFAULT_ROUTING_RULES
+    routing_rules: tuple[RoutingRule, ...] = WITH_SCHEME_SIMULATORS
     acquirers: tuple[AcquirerConfig, ...] = ()
     breaker: BreakerConfig = DEFAULT_BREAKER
     # Rate limits (payments/api/limits.py), each a string of one or more limits (`limits` notation):
@@ -423,7 +425,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         encryption_key = encryption_key or _var_secret(var_dir, "encryption_key", 32)
     stripe_api_key = get("GATEWAY_STRIPE_API_KEY") or None
     try:
-        routing = load_routing(env_vars, stripe_configured=stripe_api_key is not None)
+        routing = load_routing(
+            env_vars,
+            stripe_configured=stripe_api_key is not None,
+            simulators=env != "production",
+        )
     except RoutingConfigError as exc:
         raise ConfigurationError(str(exc)) from exc
     if env == "production":

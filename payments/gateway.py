@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from config import (
     DEFAULT_ROUTING_RULES,
+    MADA,
     AcquirerConfig,
     ConfigurationError,
     RoutingRule,
@@ -16,8 +18,10 @@ from config import (
 from payments.breaker import Breakers
 from payments.cache import TtlCache
 from payments.db import Database, make_engine
+from payments.schemes import build_schemes
 from providers import Provider, ProviderRegistry
 from providers.sandbox import SandboxFaults, SandboxProvider, SandboxStore
+from providers.simulators import SchemeDesk
 
 if TYPE_CHECKING:
     from payments.service.access import Principal
@@ -44,6 +48,8 @@ class Gateway:
     breakers: Breakers = dataclasses.field(default_factory=Breakers)
     # Per process too: API keys by digest, verified in the last VERIFIED_KEY_TTL_S.
     verified_keys: TtlCache[str, Principal] = dataclasses.field(default_factory=_verified_keys)
+    # The national schemes' simulators, by scheme, outside production (payments/checkout).
+    scheme_desks: dict[str, SchemeDesk] = dataclasses.field(default_factory=dict)
 
     @property
     def fingerprint_key(self) -> bytes:
@@ -96,8 +102,23 @@ def _instance(settings: Settings, store: SandboxStore, acquirer: AcquirerConfig)
     )
 
 
-def build_providers(settings: Settings) -> ProviderRegistry:
-    """The built-in `sandbox`, every configured instance, and `stripe` when it has a key."""
+def _mada(settings: Settings, store: SandboxStore) -> Provider:
+    """The test-mode mada acquirer: the sandbox under mada's rules (SAR, purchase only, every
+    payer on the hosted page asked for 3-D Secure, amounts ending in 13 declined)."""
+    return SandboxProvider(
+        store,
+        name=MADA,
+        currencies=frozenset({"SAR"}),
+        methods=frozenset({MADA}),
+        manual_capture=False,
+        scheme_rules=True,
+        challenge_url=_challenge_url(settings),
+    )
+
+
+def build_providers(settings: Settings, schemes: Sequence[Provider] = ()) -> ProviderRegistry:
+    """The built-in `sandbox`, every configured instance, `stripe` when it has a key, and
+    outside production mada's acquirer and the national `schemes`."""
     # One store for every sandbox instance: a charge made through one is visible to all.
     store = SandboxStore(settings.sandbox_database)
     providers: list[Provider] = [
@@ -106,6 +127,9 @@ def build_providers(settings: Settings) -> ProviderRegistry:
     if settings.stripe_api_key:
         providers.append(_stripe(settings, "stripe", settings.stripe_api_key, None, None))
     providers += [_instance(settings, store, acquirer) for acquirer in settings.acquirers]
+    if not settings.is_production:
+        providers.append(_mada(settings, store))
+    providers += schemes
     names = [provider.name for provider in providers]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
@@ -114,10 +138,12 @@ def build_providers(settings: Settings) -> ProviderRegistry:
 
 
 def build_gateway(settings: Settings, *, pool_size: int = 5) -> Gateway:
+    schemes, desks = build_schemes(settings)
     return Gateway(
         settings=settings,
         db=Database(make_engine(settings.database_url, pool_size=pool_size)),
-        providers=build_providers(settings),
+        providers=build_providers(settings, schemes),
         routing_rules=settings.routing_rules,
         breakers=Breakers(settings.breaker),
+        scheme_desks=desks,
     )

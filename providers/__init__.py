@@ -10,9 +10,11 @@ from providers.base import (
     Outcome,
     Provider,
     ProviderResult,
+    RedirectProvider,
     RefundOutcome,
     RefundRequest,
     RefundResult,
+    SchemeReturn,
 )
 from providers.registry import ProviderRegistry
 
@@ -27,7 +29,9 @@ __all__ = [
     "Provider",
     "ProviderRegistry",
     "ProviderResult",
+    "RedirectProvider",
     "RefundOutcome",
     "RefundRequest",
     "RefundResult",
+    "SchemeReturn",
 ]

@@ -75,6 +75,8 @@ class AuthorizeRequest:
     # True on the hosted page (the payer is present: 3-D Secure may be asked); False for
     # server-to-server confirm, a MOTO payment that is exempt from it.
     payer_present: bool = False
+    # The payer's language (`ar` or `en`), for a scheme's own payment page.
+    language: str = "ar"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +122,18 @@ class InvalidNotification(Exception):
     """A notification whose signature, timestamp or body does not verify."""
 
 
+@dataclasses.dataclass(frozen=True)
+class SchemeReturn:
+    """What a national scheme's callback says, once its encryption or signature verified. Only
+    a hint: the gateway checks it names the open attempt, then asks the scheme itself."""
+
+    attempt_key: str  # the track id / merchant reference sent: the attempt's idempotency key
+    amount_minor: int
+    currency: str
+    result: str  # the scheme's own word for the outcome (CAPTURED, NOT CAPTURED, CANCELED, ...)
+    reference: str | None = None  # the scheme's payment or transaction id, if it gave one
+
+
 class Provider(Protocol):
     """One acquirer. Every call is idempotent on its `idempotency_key` and has a timeout."""
 
@@ -141,6 +155,15 @@ class Provider(Protocol):
     def refund(self, request: RefundRequest) -> RefundResult: ...
 
     def refund_status(self, idempotency_key: str) -> RefundResult: ...
+
+
+class RedirectProvider(Provider, Protocol):
+    """A national scheme: `authorize` answers REDIRECT to the scheme's own payment page, whose
+    result comes back to the request's `return_url` as a callback (query string or form)."""
+
+    def parse_return(self, fields: Mapping[str, str]) -> SchemeReturn:
+        """Decrypt or verify a callback's fields; raise `InvalidNotification` if they do not."""
+        ...
 
 
 class NotifyingProvider(Provider, Protocol):

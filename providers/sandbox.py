@@ -7,17 +7,14 @@ does not charge twice: the promise a real acquirer makes.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import functools
 import random
 import secrets
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 from providers.base import (
     AuthorizeRequest,
@@ -29,6 +26,7 @@ from providers.base import (
     RefundResult,
 )
 from providers.cards import digits_only
+from providers.sqlite_store import SqliteStore
 
 # Card number -> what the sandbox does with it.
 SUCCEED = "succeed"
@@ -45,6 +43,8 @@ TEST_CARDS: dict[str, str] = {
     "4000000000005126": TIMEOUT_AFTER_CHARGE,
     "4000000000003220": NEEDS_3DS,
 }
+# The national schemes' simulators decline amounts whose minor units end so (API.md).
+SCHEME_DECLINED_ENDING = 13
 # A payer who neither completes nor fails the challenge within this time has failed it, as an
 # issuer's access control server times out a challenge.
 CHALLENGE_TIMEOUT_S = 15 * 60
@@ -108,38 +108,10 @@ CREATE TABLE IF NOT EXISTS operations (
 """
 
 
-class SandboxStore:
+class SandboxStore(SqliteStore):
     """The sandbox acquirer's own database: a SQLite file shared by every gateway process."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._connection().executescript(_SCHEMA)
-
-    def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            # Like the gateway's own SQLite: a commit survives the process (kill -9 included),
-            # and the write-ahead log is synced at checkpoints, not at every charge.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            self._local.conn = conn
-        return conn
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    SCHEMA = _SCHEMA
 
 
 def _now() -> str:
@@ -170,8 +142,15 @@ class SandboxProvider:
         challenge_url: str = "http://127.0.0.1:8000/sandbox/3ds",
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         faults: SandboxFaults | None = None,
+        methods: frozenset[str] = frozenset({"card"}),
+        manual_capture: bool = True,
+        scheme_rules: bool = False,
     ) -> None:
+        """`scheme_rules`: behave as a national scheme's acquirer does in its simulator (mada):
+        every payer on the hosted page is asked for 3-D Secure, and amounts ending in 13 minor
+        units are declined."""
         self.name = name
+        self.scheme_rules = scheme_rules
         self.store = store
         self.faults = faults
         self._rng = random.Random()
@@ -180,8 +159,8 @@ class SandboxProvider:
         self.clock = clock
         self.capabilities = Capabilities(
             currencies=currencies or frozenset({"SAR", "AED", "QAR", "KWD", "BHD", "OMR", "USD"}),
-            methods=frozenset({"card"}),
-            manual_capture=True,
+            methods=methods,
+            manual_capture=manual_capture,
             partial_refund=True,
             livemode=False,
         )
@@ -230,7 +209,10 @@ class SandboxProvider:
             behaviour = fault
         if behaviour == ERROR_BEFORE_CHARGE and self.errors_before_charge:
             return ProviderResult(Outcome.UNAVAILABLE, message="sandbox acquirer error")
-        challenge = behaviour == NEEDS_3DS and request.payer_present
+        if self.scheme_rules and request.amount_minor % 100 == SCHEME_DECLINED_ENDING:
+            behaviour = "card_declined"
+        asks_3ds = behaviour == NEEDS_3DS or (self.scheme_rules and behaviour == SUCCEED)
+        challenge = asks_3ds and request.payer_present
         if behaviour == NEEDS_3DS and not challenge:
             behaviour = SUCCEED  # server-to-server confirm is MOTO: exempt from 3-D Secure
         with self.store.transaction() as conn:

@@ -22,7 +22,7 @@ from payments.api import (
     webhooks,
 )
 from payments.checkout import pages as checkout_pages
-from payments.checkout import simulator
+from payments.checkout import scheme_simulators, simulator
 from payments.gateway import Gateway, build_gateway
 from payments.schemas import ErrorSchema
 
@@ -92,6 +92,9 @@ def create_app(settings: Settings | None = None, gw: Gateway | None = None) -> F
     app.register_blueprint(checkout_pages.blp)
     # The sandbox's 3-D Secure simulator exists only outside production.
     app.register_blueprint(simulator.absent_blp if settings.is_production else simulator.blp)
+    app.register_blueprint(
+        scheme_simulators.absent_blp if settings.is_production else scheme_simulators.blp
+    )
     limits.install(app, settings)  # before http: a limited request is refused untouched
     http.install(app)  # after Api(), so our error handlers replace flask-smorest's
     return app

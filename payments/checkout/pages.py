@@ -21,7 +21,7 @@ from payments.checkout.tokens import read_token
 from payments.errors import Conflict, GatewayError, ValidationFailed
 from payments.gateway import Gateway
 from payments.service import checkout
-from payments.service.checkout import CheckoutView, TryResult
+from payments.service.checkout import CallbackRefused, CheckoutView, TryResult
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def _state(view: CheckoutView) -> str:
     if view.status == "created":
         if view.expired:
             return "expired"
-        return "form" if "card" in view.methods else "unavailable"
+        return "form" if view.methods else "unavailable"
     if view.status == "requires_capture":
         return "authorised"
     return view.status  # processing | succeeded | failed | cancelled | expired
@@ -223,6 +223,8 @@ def _page(
         continue_url=redirect_url,
         csrf=security.csrf_token(),
         test_mode=not view.livemode,
+        schemes=[(m, texts.SCHEME_NAMES[lang][m]) for m in view.methods if m in checkout.SCHEMES],
+        card_form=any(m in checkout.CARD_METHODS for m in view.methods),
     )
 
 
@@ -271,14 +273,45 @@ def card(token: str) -> Response:
     return _after_try(token, result, lang)
 
 
-@blp.get("/pay/<token>/return")
+@blp.post("/pay/<token>/scheme/<method>")
+def scheme(token: str, method: str) -> Response:
+    """The payer chose a national scheme: off to the scheme's own page."""
+    payment_id = _payment_id(token)
+    _view(payment_id)
+    lang = texts.language(request.form.get("lang"))
+    if not security.csrf_ok():
+        return error_page(400, "csrf", page_url(token, lang))
+    # The scheme sends the payer back here with its encrypted or signed result.
+    return_to = f"{gateway().settings.public_url}/pay/{token}/return"
+    try:
+        result = checkout.pay_with_scheme(
+            gateway(),
+            payment_id,
+            method,
+            return_to=return_to,
+            language=lang or _view(payment_id).language,
+        )
+    except Conflict:
+        return see_other(page_url(token, lang))  # paid, cancelled or expired meanwhile
+    return _after_try(token, result, lang)
+
+
+@blp.route("/pay/<token>/return", methods=["GET", "POST"])
 def back_from_acquirer(token: str) -> Response:
-    """The acquirer's page sends the payer here; the query string is never read as an
-    outcome: the gateway asks the acquirer itself."""
+    """The acquirer's page sends the payer here. What it brings is never read as an outcome:
+    a national scheme's callback must verify and name this payment's open attempt, and then
+    only prompts the gateway to ask the scheme itself."""
     payment_id = _payment_id(token)
     lang = texts.language(request.args.get("lang"))
+    fields = {key: value for key, value in request.values.items() if key != "lang"}
     try:
-        result = checkout.return_from_acquirer(gateway(), payment_id)
+        if any(len(values) > 1 for values in request.values.listvalues()):
+            # A field sent twice could be read two ways: no scheme sends one.
+            raise CallbackRefused("the callback repeats a field")
+        result = checkout.return_from_acquirer(gateway(), payment_id, fields)
+    except CallbackRefused as exc:
+        log.warning("scheme callback refused", extra={"payment": payment_id, "why": str(exc)})
+        return error_page(400, "callback", page_url(token, lang))
     except Conflict:
         return see_other(page_url(token, lang))
     return _after_try(token, result, lang)

@@ -10,6 +10,12 @@ DIRECTIONS = {"ar": "rtl", "en": "ltr"}
 # page's language still recognises their own.
 LANGUAGE_NAMES = {"ar": "العربية", "en": "English"}
 
+# Each national scheme by the name its cardholders know it by, as API.md's buttons read.
+SCHEME_NAMES = {
+    "en": {"knet": "KNET", "benefit": "BENEFIT", "omannet": "OmanNet", "mada": "mada"},
+    "ar": {"knet": "KNET", "benefit": "BENEFIT", "omannet": "OmanNet", "mada": "مدى"},
+}
+
 CURRENCY_NAMES_AR = {
     "SAR": "ريال سعودي",
     "AED": "درهم إماراتي",
@@ -108,6 +114,21 @@ TEXTS: dict[str, dict[str, str]] = {
         "sim_state_succeeded": "authenticated",
         "sim_state_failed": "not authenticated",
         "sim_state_expired": "timed out",
+        "schemes_title": "Pay with your national debit card",
+        "schemes_hint": "You will pay on {scheme}'s own page and come back here.",
+        "scheme_or_card": "Or pay by card",
+        "callback_title": "This answer from the payment scheme could not be checked",
+        "callback_body": "Nothing was changed. Go back to the payment page to see where it stands.",
+        "scheme_sim_banner": "Sandbox simulator of {scheme}: not the real scheme. No real money "
+        "moves here.",
+        "scheme_sim_title": "{scheme} test payment page",
+        "scheme_sim_intro": "Choose what {scheme} should answer for this test payment.",
+        "scheme_sim_merchant": "Merchant",
+        "scheme_sim_approve": "Approve",
+        "scheme_sim_decline": "Decline",
+        "scheme_sim_cancel": "Cancel",
+        "scheme_sim_done_title": "This payment is already finished",
+        "scheme_sim_done_body": "The outcome was: {state}.",
     },
     "ar": {
         "service_name": "بوابة الدفع الحكومية الخليجية",
@@ -191,6 +212,21 @@ TEXTS: dict[str, dict[str, str]] = {
         "sim_state_succeeded": "تم التحقق",
         "sim_state_failed": "لم يتم التحقق",
         "sim_state_expired": "انتهت المهلة",
+        "schemes_title": "ادفع ببطاقة الخصم الوطنية",
+        "schemes_hint": "ستدفع على صفحة {scheme} نفسها ثم تعود إلى هنا.",
+        "scheme_or_card": "أو ادفع بالبطاقة",
+        "callback_title": "تعذّر التحقق من رد شبكة الدفع",
+        "callback_body": "لم يتغير شيء. عُد إلى صفحة الدفع لترى حالتها.",
+        "scheme_sim_banner": "محاكي تجريبي لشبكة {scheme}: ليس الشبكة الحقيقية. لا تتحرك هنا أي "
+        "أموال حقيقية.",
+        "scheme_sim_title": "صفحة دفع تجريبية لشبكة {scheme}",
+        "scheme_sim_intro": "اختر رد {scheme} على هذه الدفعة التجريبية.",
+        "scheme_sim_merchant": "التاجر",
+        "scheme_sim_approve": "موافقة",
+        "scheme_sim_decline": "رفض",
+        "scheme_sim_cancel": "إلغاء",
+        "scheme_sim_done_title": "انتهت هذه الدفعة من قبل",
+        "scheme_sim_done_body": "النتيجة: {state}.",
     },
 }
 
@@ -202,7 +238,7 @@ FAILURE_REASONS: dict[str, dict[str, str]] = {
         "incorrect_cvc": "The security code is not correct.",
         "authentication_failed": "Your bank could not confirm that you made this payment.",
         "provider_unavailable": "The payment service was not available. No money was taken.",
-        "abandoned": "The payment was not finished in time.",
+        "abandoned": "The payment was not completed.",
         "other": "The payment could not be completed.",
     },
     "ar": {
@@ -212,7 +248,7 @@ FAILURE_REASONS: dict[str, dict[str, str]] = {
         "incorrect_cvc": "رمز الأمان غير صحيح.",
         "authentication_failed": "لم يتمكن البنك من التأكد من أنك أجريت هذه الدفعة.",
         "provider_unavailable": "خدمة الدفع لم تكن متاحة. لم يُخصم أي مبلغ.",
-        "abandoned": "لم تكتمل الدفعة في الوقت المحدد.",
+        "abandoned": "لم تكتمل الدفعة.",
         "other": "تعذّر إتمام الدفعة.",
     },
 }

@@ -1,16 +1,20 @@
 """The payer's use cases on the hosted page: see the payment, pay by card (with 3-D Secure
-and up to three tries), come back from the acquirer's page, cancel and return.
+and up to three tries) or on a national scheme's own page, come back from the acquirer's or
+the scheme's page, cancel and return.
 
 The signed token in `next_url` is the payer's only credential, so these functions take a
 payment id the page has already read from a verified token. They charge through the same
 money-safe sequence as server-to-server confirm; coming back from the acquirer's page only
-triggers a status query, and nothing the browser brings back is trusted.
+triggers a status query, and nothing the browser brings back is trusted: a scheme's
+callback is decrypted or verified and must name the open attempt, its amount and currency,
+and even then only prompts the gateway's own inquiry.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,8 +33,9 @@ from payments.service.outcomes import (
     move,
 )
 from payments.service.payments import charge_card
+from payments.service.payments import pay_with_scheme as charge_scheme
 from payments.states import AttemptStatus, PaymentStatus
-from providers import Card, Outcome, ProviderResult
+from providers import Card, InvalidNotification, Outcome, ProviderResult, SchemeReturn
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +45,23 @@ __all__ = [
     "TryResult",
     "cancel",
     "pay_with_card",
+    "pay_with_scheme",
     "return_from_acquirer",
     "view",
 ]
+
+# The national schemes whose own page the payer pays on; mada is a card, paid by the form.
+SCHEMES = ("knet", "benefit", "omannet")
+CARD_METHODS = ("card", "mada")
+# A scheme's callback fields: a bounded handful, each bounded, whatever the browser brings.
+MAX_CALLBACK_FIELDS = 64
+MAX_CALLBACK_FIELD_CHARS = 8192
+
+
+class CallbackRefused(Exception):
+    """A scheme's callback that does not verify or does not name this payment's attempt: it
+    changes nothing, and the page says so."""
+
 
 # What the payer sees happen after a try.
 FINISHED = "finished"  # a final outcome: back to the agency's return_url
@@ -181,16 +200,67 @@ def pay_with_card(gw: Gateway, payment_id: str, card: Card, *, return_to: str) -
     return result
 
 
-def return_from_acquirer(gw: Gateway, payment_id: str) -> TryResult:
-    """The payer is back from the acquirer's page: ask the acquirer how the attempt ended."""
+def pay_with_scheme(
+    gw: Gateway, payment_id: str, method: str, *, return_to: str, language: str
+) -> TryResult:
+    """The payer chose a national scheme: open an attempt there and send them to its page."""
+    if method not in SCHEMES:
+        raise NotFound(f"no payment method {method[:40]!r}", param="method")
+    with gw.db.read() as session:
+        before = declined_tries(session, _payment(session, payment_id).id)
+    if before >= MAX_CARD_TRIES:
+        raise Conflict("no tries are left for this payment", code="payment_invalid_state")
+    charge_scheme(gw, payment_id, method, return_to=return_to, language=language)
+    return _outcome(gw, payment_id)
+
+
+def _verified_callback(
+    gw: Gateway, payment: Payment, attempts: list[Attempt], fields: Mapping[str, str]
+) -> SchemeReturn | None:
+    """The scheme's callback, verified and checked against the payment's attempts; None when
+    the return carries no callback (the payer came back by hand) or its acquirer sends none."""
+    latest = attempts[-1] if attempts else None
+    if not fields or latest is None or latest.provider not in gw.providers:
+        return None
+    provider = gw.providers.get(latest.provider)
+    parse = getattr(provider, "parse_return", None)
+    if parse is None:
+        return None
+    if len(fields) > MAX_CALLBACK_FIELDS or any(
+        len(k) > MAX_CALLBACK_FIELD_CHARS or len(v) > MAX_CALLBACK_FIELD_CHARS
+        for k, v in fields.items()
+    ):
+        raise CallbackRefused("the callback is larger than any scheme sends")
+    try:
+        said: SchemeReturn = parse(fields)
+    except InvalidNotification as exc:
+        raise CallbackRefused(str(exc)) from None
+    keys = {attempt.action_key or attempt.id for attempt in attempts}
+    if said.attempt_key not in keys:
+        raise CallbackRefused("the callback names another payment's attempt")
+    if (said.amount_minor, said.currency) != (payment.amount_minor, payment.currency):
+        raise CallbackRefused("the callback's amount or currency is not the payment's")
+    return said
+
+
+def return_from_acquirer(
+    gw: Gateway, payment_id: str, fields: Mapping[str, str] | None = None
+) -> TryResult:
+    """The payer is back from the acquirer's page: ask the acquirer how the attempt ended.
+    A scheme's callback (`fields`) must verify and name one of this payment's attempts with
+    its amount and currency, or it is refused (`CallbackRefused`) and changes nothing; one
+    about an attempt already resolved (a replay, or the worker was first) changes nothing
+    either."""
     with gw.db.read() as session:
         payment = _payment(session, payment_id)
-        pending = session.execute(
-            select(Attempt)
-            .where(Attempt.payment_id == payment.id, Attempt.pending_action == "authorize")
-            .order_by(Attempt.id.desc())
-            .limit(1)
-        ).scalar_one_or_none()
+        attempts = _attempts(session, payment.id)
+    said = _verified_callback(gw, payment, attempts, fields or {})
+    pending = next((a for a in reversed(attempts) if a.pending_action == "authorize"), None)
+    if said is not None and (
+        pending is None or said.attempt_key != (pending.action_key or pending.id)
+    ):
+        log.info("scheme callback for a resolved attempt", extra={"payment": payment_id})
+        return _outcome(gw, payment_id)
     if pending is None:
         return _outcome(gw, payment_id)
     provider = gw.providers.get(pending.provider)

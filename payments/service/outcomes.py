@@ -196,13 +196,15 @@ def _succeed(session: Session, payment: Payment, attempt: Attempt, captured_mino
 
 def _wait(attempt: Attempt, result: ProviderResult, now: dt.datetime) -> None:
     """Leave the action pending and schedule the next status query: soon after an unknown
-    outcome, after the payer's allotted time when they are on the acquirer's page."""
+    outcome; while the payer is on the acquirer's page, from a minute on and at the latest
+    when their allotted time is up."""
     if result.outcome is Outcome.REDIRECT:
         attempt.redirect_url = result.redirect_url or attempt.redirect_url
-        attempt.next_check_at = max(
-            attempt.created_at + dt.timedelta(seconds=REDIRECT_WAIT_S),
-            next_check(attempt.checks, now),
-        )
+        # Ask from a minute on, not only once the payer's time is up: a payer who finished on
+        # the acquirer's or scheme's page and closed the window is found by the inquiry.
+        soon = next_check(max(attempt.checks, 1), now)
+        deadline = attempt.created_at + dt.timedelta(seconds=REDIRECT_WAIT_S)
+        attempt.next_check_at = min(soon, deadline) if deadline > now else soon
     else:
         attempt.next_check_at = next_check(attempt.checks, now)
     attempt.checks += 1

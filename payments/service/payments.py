@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, bindparam, select
@@ -22,7 +23,7 @@ from payments.errors import Conflict, NotFound, ProviderFailed, ValidationFailed
 from payments.gateway import Gateway
 from payments.ids import is_id, new_id
 from payments.models import Agency, Attempt, Payment
-from payments.routing import AgencyFacts, route
+from payments.routing import AgencyFacts, Route, route
 from payments.service.access import Principal
 from payments.service.outcomes import (
     OPEN_ATTEMPT_GRACE_S,
@@ -34,6 +35,7 @@ from payments.service.outcomes import (
 from payments.states import AttemptStatus, PaymentStatus, check_transition
 from providers import AuthorizeRequest, Card, Outcome, ProviderResult
 from providers.cards import brand, digits_only, expired, fingerprint, luhn_ok
+from providers.mada import is_mada
 
 log = logging.getLogger(__name__)
 PAST = {"capture": "captured", "cancel": "cancelled"}
@@ -270,11 +272,80 @@ def charge_card(
     """Charge a card with the money-safe sequence, failing over only when an acquirer is
     known not to have charged. `channel` is `api` (server-to-server) or `page` (the payer on
     the hosted page: 3-D Secure may send them to `return_to` via the acquirer's page, and a
-    decline leaves the payment `created` for another card until the third)."""
+    decline leaves the payment `created` for another card until the third). A mada card goes
+    to a mada-capable acquirer when routing has one for the payment (never for manual capture:
+    mada has no authorisation apart from capture); otherwise it travels as any card."""
     number = _check_card(card)
     card = dataclasses.replace(card, number=number)
     if principal is not None and idempotency.recovered() == payment_id:
         return get_payment(gw, principal, payment_id)  # a dead request under this key began it
+
+    def choose(payment: Payment, agency: AgencyFacts) -> tuple[str, Route]:
+        if is_mada(number) and payment.capture_method == "automatic":
+            mada = route(gw.routing_rules, gw.providers, payment, agency, "mada", gw.breakers)
+            if mada.providers:
+                return "mada", mada
+        return "card", route(gw.routing_rules, gw.providers, payment, agency, "card", gw.breakers)
+
+    def describe(payment: Payment) -> None:
+        payment.payment_method = {
+            "type": "card",
+            "brand": brand(number),
+            "last4": number[-4:],
+            "exp_month": card.exp_month,
+            "exp_year": card.exp_year,
+        }
+        payment.card_fingerprint = fingerprint(number, gw.fingerprint_key)
+
+    return _charge(
+        gw,
+        payment_id,
+        _Charge(choose=choose, describe=describe, card=card, return_to=return_to),
+        principal=principal,
+        channel=channel,
+    )
+
+
+def pay_with_scheme(
+    gw: Gateway, payment_id: str, method: str, *, return_to: str, language: str
+) -> Payment:
+    """The payer chose a national scheme (`knet`, `benefit`, `omannet`) on the hosted page:
+    the money-safe sequence opens an attempt at the scheme, whose answer sends the payer to
+    the scheme's own page; the payment is `processing` until the scheme says how it ended."""
+
+    def choose(payment: Payment, agency: AgencyFacts) -> tuple[str, Route]:
+        return method, route(gw.routing_rules, gw.providers, payment, agency, method, gw.breakers)
+
+    def describe(payment: Payment) -> None:
+        payment.payment_method = {"type": method}
+
+    return _charge(
+        gw,
+        payment_id,
+        _Charge(choose=choose, describe=describe, return_to=return_to, language=language),
+        principal=None,
+        channel="page",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Charge:
+    """What differs between a card and a scheme: how the method and acquirers are chosen, what
+    the payment records of the method, and what the acquirer is sent."""
+
+    choose: Callable[[Payment, AgencyFacts], tuple[str, Route]]
+    describe: Callable[[Payment], None]
+    card: Card | None = None
+    return_to: str | None = None
+    language: str | None = None
+
+
+def _charge(
+    gw: Gateway, payment_id: str, charge: _Charge, *, principal: Principal | None, channel: str
+) -> Payment:
+    """The money-safe sequence of a charge: the attempt committed first, the acquirer called
+    outside any transaction, its answer committed with the postings and the event; failing
+    over only when an acquirer is known not to have charged."""
     now = clock.now()
     with gw.db.transaction() as session:
         payment = _load_for_update(session, principal, payment_id)
@@ -285,17 +356,9 @@ def charge_card(
             )
         if now >= payment.expires_at:
             raise Conflict("the payment has expired", code="payment_expired")
-        agency = _agency_of(session, principal, payment)
-        chosen = route(gw.routing_rules, gw.providers, payment, agency, "card", gw.breakers)
+        method, chosen = charge.choose(payment, _agency_of(session, principal, payment))
         payment.routing = chosen.as_record()
-        payment.payment_method = {
-            "type": "card",
-            "brand": brand(number),
-            "last4": number[-4:],
-            "exp_month": card.exp_month,
-            "exp_year": card.exp_year,
-        }
-        payment.card_fingerprint = fingerprint(number, gw.fingerprint_key)
+        charge.describe(payment)
         move(session, payment, PaymentStatus.PROCESSING)
         idempotency.committed(session, payment_id)
         remaining = list(chosen.providers)
@@ -310,12 +373,13 @@ def charge_card(
             idempotency_key=attempt.action_key or attempt.id,
             amount_minor=payment.amount_minor,
             currency=payment.currency,
-            method="card",
+            method=method,
             capture=payment.capture_method == "automatic",
             description=payment.description,
-            card=card,
-            return_url=return_to,
+            card=charge.card,
+            return_url=charge.return_to,
             payer_present=channel == "page",
+            language=charge.language or payment.language,
         )
         result = _call("authorize", provider.name, provider.authorize, request)
         _record_health(gw, provider.name, result)

@@ -68,6 +68,19 @@ def _give_up_authentication(provider: Provider, attempt: Attempt) -> ProviderRes
     return ProviderResult(Outcome.UNKNOWN, message=cancelled.message)
 
 
+def _never_reached(result: ProviderResult, waited: dt.timedelta) -> ProviderResult:
+    """A scheme that has no record of a payment whose payer it was sent to: the payer may
+    still be on the way to its page, so no proof of anything until that page would have timed
+    out; after that, the payer never got there, nothing was charged, and they abandoned it."""
+    if waited < dt.timedelta(seconds=REDIRECT_WAIT_S):
+        return ProviderResult(Outcome.UNKNOWN, message=result.message)
+    return ProviderResult(
+        Outcome.DECLINED,
+        decline_code="abandoned",
+        message="the payer never reached the scheme's page",
+    )
+
+
 def _ask(gw: Gateway, attempt: Attempt, currency: str) -> ProviderResult:
     """The acquirer's truth about an attempt; re-send a capture or void it has not applied."""
     provider = gw.providers.get(attempt.provider)
@@ -80,6 +93,12 @@ def _ask(gw: Gateway, attempt: Attempt, currency: str) -> ProviderResult:
             and waited >= dt.timedelta(seconds=REDIRECT_WAIT_S)
         ):
             return _give_up_authentication(provider, attempt)
+        if (
+            result.outcome is Outcome.UNAVAILABLE
+            and attempt.pending_action == "authorize"
+            and attempt.redirect_url
+        ):
+            return _never_reached(result, waited)
         if (
             result.outcome is Outcome.UNAVAILABLE
             and attempt.provider_reference is None

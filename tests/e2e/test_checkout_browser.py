@@ -426,6 +426,78 @@ def test_every_page_state_passes_axe_and_is_photographed(
         screenshots(page, "not-found")
 
 
+# --------------------------------------------------------------------------- national schemes
+
+# Each scheme's demo agency (gateway demo seed), its button, and the simulator's three buttons.
+SCHEMES = {
+    "knet": ("kw-moi", "KNET"),
+    "benefit": ("bh-lmra", "BENEFIT"),
+    "omannet": ("om-moh", "OmanNet"),
+}
+SIMULATOR_BUTTONS = {
+    "en": {"approve": "Approve", "decline": "Decline", "cancel": "Cancel"},
+    "ar": {"approve": "موافقة", "decline": "رفض", "cancel": "إلغاء"},
+}
+
+
+def to_scheme(page: Page, scheme: str) -> None:
+    """Press the scheme's button: on to its simulated page."""
+    page.get_by_role("button", name=SCHEMES[scheme][1], exact=True).click()
+    page.wait_for_url(re.compile(rf"/sandbox/{scheme}/pay\?"))
+
+
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+def test_a_payer_pays_with_the_national_scheme_and_returns(
+    server: LiveGateway, payer: Page, return_url: str, scheme: str
+) -> None:
+    agency, _button = SCHEMES[scheme]
+    api = server.api(agency)
+    payment = api.create_payment(return_url=return_url, language="en")
+    open_page(payer, payment)
+    to_scheme(payer, scheme)
+    expect(payer.get_by_role("heading", level=1)).to_contain_text(SCHEMES[scheme][1])
+    payer.get_by_role("button", name="Approve", exact=True).click()
+    at_agency(payer, return_url)
+    paid = api.ok(f"/v1/payments/{payment['id']}")
+    assert paid["status"] == "succeeded" and paid["provider"] == scheme
+    assert paid["payment_method"] == {"type": scheme}
+
+
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+def test_an_arabic_payer_cancels_on_the_scheme_s_page_and_may_pay_by_card(
+    server: LiveGateway, payer: Page, return_url: str, scheme: str
+) -> None:
+    agency, _button = SCHEMES[scheme]
+    api = server.api(agency)
+    payment = api.create_payment(return_url=return_url, language="ar")
+    open_page(payer, payment)
+    to_scheme(payer, scheme)
+    payer.get_by_role("button", name=SIMULATOR_BUTTONS["ar"]["cancel"], exact=True).click()
+    payer.wait_for_url(re.compile(r"/pay/[^/]+(\?.*)?$"))
+    expect(payer.locator("#decline")).to_contain_text(texts.failure_reason("ar", "abandoned"))
+    assert api.ok(f"/v1/payments/{payment['id']}")["status"] == "created"
+    pay(payer, "ar", GOOD)
+    at_agency(payer, return_url)
+    assert api.ok(f"/v1/payments/{payment['id']}")["provider"] == "sandbox"
+
+
+@pytest.mark.parametrize("lang", ["ar", "en"])
+def test_the_scheme_pages_pass_axe_and_are_photographed(
+    server: LiveGateway, inspector: Page, return_url: str, lang: str
+) -> None:
+    payment = server.api("kw-moi").create_payment(return_url=return_url, language=lang)
+    open_page(inspector, payment)
+    check_state(inspector, server, "scheme-choice", lang)
+    to_scheme(inspector, "knet")
+    check_state(inspector, server, "scheme-simulator", lang)
+    omannet = server.api("om-moh").create_payment(return_url=return_url, language=lang)
+    open_page(inspector, omannet)
+    to_scheme(inspector, "omannet")
+    inspector.get_by_role("button", name=SIMULATOR_BUTTONS[lang]["decline"], exact=True).click()
+    inspector.wait_for_url(re.compile(r"/pay/[^/]+(\?.*)?$"))
+    check_state(inspector, server, "scheme-declined", lang)
+
+
 def test_no_card_number_reaches_the_server_log(server: LiveGateway) -> None:
     """Runs after the journeys above on the same server: the access log shows paths only."""
     log = server.server_log()

@@ -69,7 +69,7 @@ def test_the_page_shows_the_payment_and_the_methods_routing_allows(
     assert (page.status, page.amount_minor, page.currency) == ("created", 12500, "OMR")
     assert page.description == PAYMENT["description"] and page.language == "en"
     assert page.agency_name == "Agency om-moh" and page.agency_name_ar == "جهة"
-    assert page.methods == ("card",)
+    assert page.methods == ("card", "omannet")  # an Omani agency: cards and OmanNet
     assert (page.tries_used, page.tries_left, page.last_decline) == (0, 3, None)
     assert not page.expired and page.redirect_url is None
 

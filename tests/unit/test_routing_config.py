@@ -19,7 +19,7 @@ from config import (
     StripeOptions,
     load_settings,
 )
-from config.routing import RoutingConfigError, parse_routing
+from config.routing import SCHEME_RULES, RoutingConfigError, parse_routing
 from payments.money import CURRENCY_EXPONENTS
 from payments.service.access import AGENCY_ID_RE, MEMBER_STATES
 
@@ -37,11 +37,35 @@ def _load(tmp_path: Path, toml: str | None = None, **env: str) -> Settings:
 
 def test_without_configuration_the_defaults_hold(tmp_path: Path) -> None:
     settings = _load(tmp_path)
-    assert settings.routing_rules == DEFAULT_ROUTING_RULES
+    assert settings.routing_rules == SCHEME_RULES + DEFAULT_ROUTING_RULES
     assert settings.acquirers == ()
     assert settings.breaker == BreakerConfig(failures=5, window_s=60.0, cooldown_s=30.0)
     assert [r.providers for r in DEFAULT_ROUTING_RULES] == [("sandbox",), ("stripe",)]
-    assert Settings().routing_rules == DEFAULT_ROUTING_RULES
+    assert Settings().routing_rules == SCHEME_RULES + DEFAULT_ROUTING_RULES
+
+
+def test_each_scheme_is_offered_to_its_own_member_state_in_test_mode(tmp_path: Path) -> None:
+    offered = {(r.states, r.methods, r.providers, r.livemode) for r in SCHEME_RULES}
+    assert offered == {
+        (("KW",), ("knet",), ("knet",), False),
+        (("BH",), ("benefit",), ("benefit",), False),
+        (("OM",), ("omannet",), ("omannet",), False),
+        (("SA",), ("mada",), ("mada",), False),
+    }
+
+
+def test_production_has_no_scheme_simulators(tmp_path: Path) -> None:
+    settings = load_settings(
+        {
+            "GATEWAY_ENV": "production",
+            "GATEWAY_VAR_DIR": str(tmp_path),
+            "GATEWAY_DATABASE_URL": "postgresql+psycopg://db.internal/gateway",
+            "GATEWAY_PUBLIC_URL": "https://pay.example.gov.om",
+            "GATEWAY_SECRET_KEY": "k" * 48,
+            "GATEWAY_ENCRYPTION_KEY": "e" * 48,
+        }
+    )
+    assert settings.routing_rules == DEFAULT_ROUTING_RULES
 
 
 def test_a_file_adds_instances_sets_the_breaker_and_replaces_the_rules(tmp_path: Path) -> None:
@@ -93,7 +117,7 @@ def test_a_file_adds_instances_sets_the_breaker_and_replaces_the_rules(tmp_path:
 
 def test_a_file_without_rules_keeps_the_default_rules(tmp_path: Path) -> None:
     settings = _load(tmp_path, "[breaker]\nfailures = 2\n")
-    assert settings.routing_rules == DEFAULT_ROUTING_RULES
+    assert settings.routing_rules == SCHEME_RULES + DEFAULT_ROUTING_RULES
     assert settings.breaker.failures == 2
 
 
@@ -168,14 +192,15 @@ def test_the_documented_example_is_valid() -> None:
         ("[[rules]]\nname = 'a'\nproviders = ['sandbox', 'sandbox']", "names an entry twice"),
         (
             "[[rules]]\nname = 'a'\nproviders = ['sandbox-backup']",
-            r"'sandbox-backup' is not a configured acquirer; one of sandbox$",
+            r"'sandbox-backup' is not a configured acquirer; "
+            r"one of sandbox, knet, benefit, omannet, mada$",
         ),
         ("[[rules]]\nname = 'a'\nproviders = ['stripe']", "'stripe' is not a configured"),
         ("[[rules]]\nname = 'a'\nproviders = ['sandbox']\nmode = 'test'", "unknown key 'mode'"),
         ("[[rules]]\nname = 'a'\nproviders = ['sandbox']\nlivemode = 0", "true or false"),
         ("[[rules]]\nname = 'a'\nproviders = ['sandbox']\nstates = ['EG']", "not a member state"),
         ("[[rules]]\nname = 'a'\nproviders = ['sandbox']\ncurrencies = ['EUR']", "not a currency"),
-        ("[[rules]]\nname = 'a'\nproviders = ['sandbox']\nmethods = ['knet']", "not a method"),
+        ("[[rules]]\nname = 'a'\nproviders = ['sandbox']\nmethods = ['cash']", "not a method"),
         ("[[rules]]\nname = 'a'\nproviders = ['sandbox']\nagencies = ['MoH']", "not an agency id"),
         ("[[rules]]\nname = 'a'\nproviders = ['sandbox']\nstates = []", "leave it out"),
         ("[[rules]]\nname = 'a'\nproviders = ['sandbox']\nmin_amount = '1'", "integer amount"),
@@ -216,7 +241,8 @@ def test_a_bad_file_stops_the_gateway_naming_the_file(tmp_path: Path) -> None:
 def test_sandbox_backup_shortcut(tmp_path: Path) -> None:
     settings = _load(tmp_path, GATEWAY_SANDBOX_BACKUP="1")
     assert settings.acquirers == (BACKUP,)
-    test_rule, live_rule = settings.routing_rules
+    *schemes, test_rule, live_rule = settings.routing_rules
+    assert tuple(schemes) == SCHEME_RULES
     assert test_rule.livemode is False
     assert test_rule.providers == ("sandbox", "sandbox-backup")
     assert live_rule == DEFAULT_ROUTING_RULES[1]
@@ -234,6 +260,7 @@ def test_provider_list_shortcuts(tmp_path: Path) -> None:
         GATEWAY_ROUTING_LIVE_PROVIDERS="stripe",
     )
     assert settings.routing_rules == (
+        *SCHEME_RULES,
         RoutingRule(name="test-mode-env", livemode=False, providers=("stripe", "sandbox-backup")),
         RoutingRule(name="live-cards-env", livemode=True, methods=("card",), providers=("stripe",)),
     )
