@@ -28,6 +28,7 @@ from payments.settlement import imports, reports, sandbox_export
 from payments.settlement import payouts as payout_service
 from payments.settlement.items import NOT_BREAKS, ReconItem
 from payments.webhooks import delivery
+from providers.sandbox import SandboxProvider
 
 WORKER_IDLE_S = 1.0
 WORKER_MAX_OUTAGE_WAIT_S = 60.0
@@ -213,12 +214,32 @@ def _line_count(file: Path) -> int:
 @settlements.command("export-sandbox")
 @click.option("--date", "day", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--provider", default="sandbox", help="The sandbox instance (default: sandbox).")
+@click.option(
+    "--provider",
+    default="sandbox",
+    help="A sandbox instance (mada's acquirer is one), or a national scheme's simulator:"
+    " knet, benefit or omannet (default: sandbox).",
+)
 def settlements_export_sandbox(day: dt.datetime, output: Path, provider: str) -> None:
-    """Write the sandbox's settlement file for that UTC day's captures and refunds."""
+    """Write the settlement file the sandbox, or a scheme's simulator, sends for that UTC day's
+    captures and refunds, in that acquirer's own layout."""
     gw = _gateway()
+    desk = gw.scheme_desks.get(provider)
+    sandbox = provider in gw.providers and isinstance(gw.providers.get(provider), SandboxProvider)
+    if desk is None and not sandbox:
+        # Refused before the output is opened: no empty file is left under the name.
+        schemes = ", ".join(sorted(gw.scheme_desks)) or "none in production"
+        raise click.ClickException(
+            f"no simulated settlement file for provider {provider[:40]!r}: name a sandbox"
+            f" instance or a scheme simulator ({schemes})"
+        )
     with output.open("w", encoding="utf-8", newline="") as out:
-        lines = _run(sandbox_export.export_day, gw, provider, day.date(), out)
+        if desk is not None:
+            content = desk.settlement_file(day.date())
+            out.write(content)
+            lines = content.count("\n") - 1  # less the header; every line ends in \n
+        else:
+            lines = _run(sandbox_export.export_day, gw, provider, day.date(), out)
     click.echo(f"wrote {lines} lines for {day.date().isoformat()} to {output}")
 
 

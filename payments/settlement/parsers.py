@@ -1,9 +1,10 @@
 """Settlement-file parsers: the protocol every acquirer's adapter implements, the normalised
 line it yields, and the registry that names each parser by provider.
 
-The sandbox's CSV is the first parser (`payments.settlement.sandbox_file`); Stripe's balance
-transactions export and the national schemes' files plug in later by implementing
-`SettlementParser` and registering under their provider names.
+The sandbox's CSV is the first parser (`payments.settlement.sandbox_file`), and the national
+schemes' files (`payments.settlement.scheme_files`) are registered under their provider names;
+Stripe's balance transactions export plugs in later by implementing `SettlementParser` and
+registering under its provider name.
 """
 
 from __future__ import annotations
@@ -84,7 +85,13 @@ def parser_for(
 
 
 def _register_builtin() -> None:
+    # Imported here, on first use: each parser module imports this one.
     if "sandbox" not in _REGISTRY:
         from payments.settlement.sandbox_file import SandboxCsvParser
 
         register("sandbox", lambda limit: SandboxCsvParser(max_file_bytes=limit))
+    from payments.settlement.scheme_files import LAYOUTS, parser_factory
+
+    for provider, layout in LAYOUTS.items():
+        if provider not in _REGISTRY:
+            register(provider, parser_factory(layout))
