@@ -100,7 +100,7 @@ def demo_seed() -> None:
     """Create one demo agency per member state and print a test key for each."""
     gw = _gateway()
     keys = _run(demo.seed, gw)
-    click.echo("Demo API keys (test mode, sandbox acquirer only):")
+    click.echo("Demo API keys (test mode: the sandbox and the national schemes' simulators):")
     for who, key in keys:
         click.echo(f"  {who:<10} {key}")
 

@@ -481,6 +481,21 @@ def test_an_arabic_payer_cancels_on_the_scheme_s_page_and_may_pay_by_card(
     assert api.ok(f"/v1/payments/{payment['id']}")["provider"] == "sandbox"
 
 
+def test_a_mada_card_always_authenticates_with_3d_secure(
+    server: LiveGateway, payer: Page, return_url: str
+) -> None:
+    api = server.api("sa-moj")
+    payment = api.create_payment(return_url=return_url, language="en")
+    open_page(payer, payment)
+    pay(payer, "en", "4464 0400 0000 0007")  # a sandbox mada card (API.md)
+    payer.wait_for_url(re.compile(r"/sandbox/3ds/[^/?]+\?lang=en$"))
+    payer.get_by_role("button", name=LABELS["en"]["complete"], exact=True).click()
+    at_agency(payer, return_url)
+    paid = api.ok(f"/v1/payments/{payment['id']}")
+    assert paid["status"] == "succeeded" and paid["provider"] == "mada"
+    assert paid["payment_method"]["brand"] == "mada"
+
+
 @pytest.mark.parametrize("lang", ["ar", "en"])
 def test_the_scheme_pages_pass_axe_and_are_photographed(
     server: LiveGateway, inspector: Page, return_url: str, lang: str
