@@ -9,6 +9,7 @@ registering under its provider name.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import datetime as dt
 import hashlib
@@ -58,6 +59,32 @@ class ParsedLine:
             )
         )
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def text_lines(stream: BinaryIO, *, max_file_bytes: int, max_line_bytes: int) -> Iterator[str]:
+    """A settlement file's lines decoded strictly as UTF-8 (a byte-order mark tolerated on the
+    first), the file's size and each line's bounded; `MalformedFile` names the first line that
+    breaks a bound."""
+    total = 0
+    line_no = 0
+    while True:  # bounded by max_file_bytes
+        raw = stream.readline(max_line_bytes + 1)
+        if not raw:
+            return
+        line_no += 1
+        total += len(raw)
+        if total > max_file_bytes:
+            raise MalformedFile(line_no, f"the file is over the limit of {max_file_bytes} bytes")
+        if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+            raise MalformedFile(line_no, f"longer than {max_line_bytes} bytes")
+        if line_no == 1:
+            raw = raw.removeprefix(codecs.BOM_UTF8)
+        try:
+            # A line is whole (a newline byte never sits inside a UTF-8 sequence), so each
+            # decodes alone.
+            yield raw.decode("utf-8", errors="strict")
+        except UnicodeDecodeError:
+            raise MalformedFile(line_no, "not valid UTF-8") from None
 
 
 class SettlementParser(Protocol):

@@ -13,7 +13,6 @@ movement stated twice, and the file is refused. Blank lines are tolerated at the
 
 from __future__ import annotations
 
-import codecs
 import csv
 import datetime as dt
 import re
@@ -21,7 +20,13 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from payments.money import CURRENCY_EXPONENTS, MAX_AMOUNT_MINOR, AmountError, parse_major
-from payments.settlement.parsers import LINE_TYPES, MAX_FILE_BYTES, MalformedFile, ParsedLine
+from payments.settlement.parsers import (
+    LINE_TYPES,
+    MAX_FILE_BYTES,
+    MalformedFile,
+    ParsedLine,
+    text_lines,
+)
 
 COLUMNS = ("settlement_date", "provider_reference", "type", "currency", "gross", "fee", "net")
 HEADER = ",".join(COLUMNS)
@@ -71,29 +76,7 @@ class SandboxCsvParser:
             yield line
 
     def _text_lines(self, stream: BinaryIO) -> Iterator[str]:
-        """The file's lines decoded strictly as UTF-8, its size and each line's bounded."""
-        decoder = codecs.getincrementaldecoder("utf-8")("strict")
-        total = 0
-        line_no = 0
-        while True:  # bounded by max_file_bytes
-            raw = stream.readline(MAX_LINE_BYTES + 1)
-            if not raw:
-                break
-            line_no += 1
-            total += len(raw)
-            if total > self.max_file_bytes:
-                raise MalformedFile(
-                    line_no, f"the file is over the limit of {self.max_file_bytes} bytes"
-                )
-            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                raise MalformedFile(line_no, f"longer than {MAX_LINE_BYTES} bytes")
-            if line_no == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8) :]
-            try:
-                text = decoder.decode(raw, final=True)
-            except UnicodeDecodeError:
-                raise MalformedFile(line_no, "not valid UTF-8") from None
-            yield text
+        return text_lines(stream, max_file_bytes=self.max_file_bytes, max_line_bytes=MAX_LINE_BYTES)
 
 
 def _line(line_no: int, row: list[str]) -> ParsedLine:

@@ -27,7 +27,6 @@ ignored.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import dataclasses
 import datetime as dt
@@ -39,7 +38,7 @@ from typing import BinaryIO
 
 from config import BENEFIT, KNET, OMANNET
 from payments.money import CURRENCY_EXPONENTS, AmountError, parse_major
-from payments.settlement.parsers import MAX_FILE_BYTES, MalformedFile, ParsedLine
+from payments.settlement.parsers import MAX_FILE_BYTES, MalformedFile, ParsedLine, text_lines
 from providers.omannet import CURRENCY as OMANNET_CURRENCY
 from providers.omannet import MERCH_TXN_REF_RE, TRANSACTION_NO_RE
 from providers.tranportal import REFERENCE_RE, TRACK_ID_RE, TranportalScheme
@@ -236,29 +235,7 @@ class SchemeFileParser:
             yield line
 
     def _text_lines(self, stream: BinaryIO) -> Iterator[str]:
-        """The file's lines decoded strictly as UTF-8, its size and each line's bounded."""
-        total = 0
-        line_no = 0
-        while True:  # bounded by max_file_bytes
-            raw = stream.readline(MAX_LINE_BYTES + 1)
-            if not raw:
-                return
-            line_no += 1
-            total += len(raw)
-            if total > self.max_file_bytes:
-                raise MalformedFile(
-                    line_no, f"the file is over the limit of {self.max_file_bytes} bytes"
-                )
-            if len(raw) > MAX_LINE_BYTES:
-                raise MalformedFile(line_no, f"longer than {MAX_LINE_BYTES} bytes")
-            if line_no == 1:
-                raw = raw.removeprefix(codecs.BOM_UTF8)
-            try:
-                # A line is whole (a newline byte never sits inside a UTF-8 sequence), so
-                # each decodes alone.
-                yield raw.decode("utf-8", errors="strict")
-            except UnicodeDecodeError:
-                raise MalformedFile(line_no, "not valid UTF-8") from None
+        return text_lines(stream, max_file_bytes=self.max_file_bytes, max_line_bytes=MAX_LINE_BYTES)
 
     def _line(self, line_no: int, row: list[str]) -> ParsedLine:
         layout = self.layout
