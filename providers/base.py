@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class Outcome(enum.StrEnum):
@@ -157,9 +157,14 @@ class Provider(Protocol):
     def refund_status(self, idempotency_key: str) -> RefundResult: ...
 
 
+@runtime_checkable
 class RedirectProvider(Provider, Protocol):
     """A national scheme: `authorize` answers REDIRECT to the scheme's own payment page, whose
     result comes back to the request's `return_url` as a callback (query string or form)."""
+
+    # The fields that carry the scheme's encrypted or signed result: a return without any of
+    # them (a scheme's plain error page, a payer coming back by hand) carries no callback.
+    callback_fields: frozenset[str]
 
     def parse_return(self, fields: Mapping[str, str]) -> SchemeReturn:
         """Decrypt or verify a callback's fields; raise `InvalidNotification` if they do not."""

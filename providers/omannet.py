@@ -376,6 +376,7 @@ class OmanNetProvider:
         if bad:
             raise ValueError("return_params may not name fields the bank signs")
         self.name = name
+        self.callback_fields = frozenset({HASH_FIELD})
         self.terminal = terminal
         self.page_url = page_url
         self.query_url = query_url

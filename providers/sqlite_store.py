@@ -45,7 +45,8 @@ class SqliteStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # a failed COMMIT leaves it open: never for the next caller
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")

@@ -158,6 +158,17 @@ class TranportalScheme:
     # terminal maps the scheme's own codes here.
     error_not_found: str = "TRANSACTION_NOT_FOUND"
     error_timed_out: str = "PAYMENT_TIMED_OUT"
+    # The errors by which the scheme refuses a refund it has not made; any other error (a
+    # system fault, a timeout on its side) says nothing about the refund, which stays unknown.
+    refund_refusals: frozenset[str] = frozenset(
+        {
+            "BAD_REQUEST",
+            "ORIGINAL_NOT_CAPTURED",
+            "REFUND_EXCEEDS_CAPTURE",
+            "TRACK_ID_IN_USE",
+            "TRANSACTION_NOT_FOUND",
+        }
+    )
 
     def __post_init__(self) -> None:
         assert re.fullmatch(r"[a-z][a-z0-9]{0,15}", self.name), "a scheme name is a short word"
@@ -470,6 +481,7 @@ class TranportalProvider:
     ) -> None:
         assert valid_url(page_url) and valid_url(tranportal_url), "scheme URLs are http(s)"
         self.name = name
+        self.callback_fields = frozenset({"trandata"})
         self.scheme = scheme
         self.terminal = terminal
         self.page_url = page_url
@@ -734,8 +746,9 @@ class TranportalProvider:
                 return RefundResult(
                     RefundOutcome.UNAVAILABLE, message=f"{label} has no refund under this key"
                 )
-            if inquiry or error is None:
-                # An inquiry that fails says nothing about the refund.
+            if inquiry or error not in self.scheme.refund_refusals:
+                # An inquiry that fails, or an error that is not a refusal, says nothing about
+                # the refund.
                 return RefundResult(
                     RefundOutcome.UNKNOWN, message=f"{label} answered error {_code(error)}"
                 )

@@ -299,7 +299,7 @@ def scheme(token: str, method: str) -> Response:
 @blp.route("/pay/<token>/return", methods=["GET", "POST"])
 def back_from_acquirer(token: str) -> Response:
     """The acquirer's page sends the payer here. What it brings is never read as an outcome:
-    a national scheme's callback must verify and name this payment's open attempt, and then
+    a national scheme's callback must verify and name one of this payment's attempts, and then
     only prompts the gateway to ask the scheme itself."""
     payment_id = _payment_id(token)
     lang = texts.language(request.args.get("lang"))

@@ -6,8 +6,8 @@ The signed token in `next_url` is the payer's only credential, so these function
 payment id the page has already read from a verified token. They charge through the same
 money-safe sequence as server-to-server confirm; coming back from the acquirer's page only
 triggers a status query, and nothing the browser brings back is trusted: a scheme's
-callback is decrypted or verified and must name the open attempt, its amount and currency,
-and even then only prompts the gateway's own inquiry.
+callback is decrypted or verified and must name one of the payment's attempts, its amount and
+currency, and even then only prompts the gateway's own inquiry.
 """
 
 from __future__ import annotations
@@ -32,10 +32,17 @@ from payments.service.outcomes import (
     declined_tries,
     move,
 )
-from payments.service.payments import charge_card
+from payments.service.payments import charge_card, return_late_capture
 from payments.service.payments import pay_with_scheme as charge_scheme
 from payments.states import AttemptStatus, PaymentStatus
-from providers import Card, InvalidNotification, Outcome, ProviderResult, SchemeReturn
+from providers import (
+    Card,
+    InvalidNotification,
+    Outcome,
+    ProviderResult,
+    RedirectProvider,
+    SchemeReturn,
+)
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +214,12 @@ def pay_with_scheme(
     if method not in SCHEMES:
         raise NotFound(f"no payment method {method[:40]!r}", param="method")
     with gw.db.read() as session:
-        before = declined_tries(session, _payment(session, payment_id).id)
+        payment = _payment(session, payment_id)
+        before = declined_tries(session, payment.id)
+        offered = _view(gw, session, payment).methods
+    if method not in offered:
+        # A stale page, or a hand-made request: the payment stays as it is, for what is offered.
+        raise Conflict(f"{method} is not offered for this payment", code="method_not_offered")
     if before >= MAX_CARD_TRIES:
         raise Conflict("no tries are left for this payment", code="payment_invalid_state")
     charge_scheme(gw, payment_id, method, return_to=return_to, language=language)
@@ -223,16 +235,15 @@ def _verified_callback(
     if not fields or latest is None or latest.provider not in gw.providers:
         return None
     provider = gw.providers.get(latest.provider)
-    parse = getattr(provider, "parse_return", None)
-    if parse is None:
-        return None
+    if not isinstance(provider, RedirectProvider) or not provider.callback_fields & fields.keys():
+        return None  # no scheme's result here: the return only prompts the inquiry
     if len(fields) > MAX_CALLBACK_FIELDS or any(
         len(k) > MAX_CALLBACK_FIELD_CHARS or len(v) > MAX_CALLBACK_FIELD_CHARS
         for k, v in fields.items()
     ):
         raise CallbackRefused("the callback is larger than any scheme sends")
     try:
-        said: SchemeReturn = parse(fields)
+        said = provider.parse_return(fields)
     except InvalidNotification as exc:
         raise CallbackRefused(str(exc)) from None
     keys = {attempt.action_key or attempt.id for attempt in attempts}
@@ -260,6 +271,9 @@ def return_from_acquirer(
         pending is None or said.attempt_key != (pending.action_key or pending.id)
     ):
         log.info("scheme callback for a resolved attempt", extra={"payment": payment_id})
+        resolved = next(a for a in attempts if (a.action_key or a.id) == said.attempt_key)
+        if resolved.status not in (AttemptStatus.SUCCEEDED, AttemptStatus.REQUIRES_CAPTURE):
+            return_late_capture(gw, resolved, payment.currency)
         return _outcome(gw, payment_id)
     if pending is None:
         return _outcome(gw, payment_id)
@@ -278,7 +292,13 @@ def return_from_acquirer(
         attempt = session.get(Attempt, pending.id, with_for_update=True)
         assert locked is not None and attempt is not None
         if attempt.pending_action == "authorize":
+            checks, due = attempt.checks, attempt.next_check_at
             apply_result(session, locked, attempt, result, payer_may_retry=True)
+            if attempt.pending_action is not None and due is not None:
+                # Still waiting: the payer's question never pushes the worker's schedule back
+                # (however often a page is reloaded), it may only bring it forward.
+                attempt.checks = checks
+                attempt.next_check_at = min(due, attempt.next_check_at or due)
     outcome = _outcome(gw, payment_id)
     if outcome.kind == REDIRECT:  # still waiting on the payer's authentication
         return TryResult(PROCESSING, outcome.view, redirect_url=outcome.redirect_url)

@@ -33,7 +33,7 @@ from payments.service.outcomes import (
     open_attempt,
 )
 from payments.states import AttemptStatus, PaymentStatus, check_transition
-from providers import AuthorizeRequest, Card, Outcome, ProviderResult
+from providers import AuthorizeRequest, Card, Outcome, ProviderResult, RefundRequest
 from providers.cards import brand, digits_only, expired, fingerprint, luhn_ok
 from providers.mada import is_mada
 
@@ -397,6 +397,29 @@ def _charge(
                 no_acquirer(session, payment, attempt_row)
                 return payment
             attempt = open_attempt(session, payment, following, now=clock.now(), channel=channel)
+
+
+def return_late_capture(gw: Gateway, attempt: Attempt, currency: str) -> None:
+    """A scheme's callback names an attempt the gateway already closed without a capture (the
+    payer paid on a page opened from their history long after, say): ask the scheme, and if it
+    did take the money, give it straight back and raise the alarm. The payment keeps its final
+    status; the capture and its refund reach finance through the settlement file."""
+    provider = gw.providers.get(attempt.provider)
+    key = attempt.action_key or attempt.id
+    result = _call("status", provider.name, provider.status, key, attempt.provider_reference)
+    captured = result.amount_captured_minor
+    if result.outcome is not Outcome.APPROVED or not captured or result.reference is None:
+        return
+    log.error(
+        "a scheme captured a payment the gateway had closed: refunding it",
+        extra={"provider": provider.name, "attempt": attempt.id, "amount_minor": captured},
+    )
+    request = RefundRequest(f"{attempt.id}-late", result.reference, captured, currency)
+    refunded = _call("refund", provider.name, provider.refund, request)
+    log.error(
+        "late capture refund answered",
+        extra={"attempt": attempt.id, "outcome": refunded.outcome.value},
+    )
 
 
 def _lock_with_attempt(

@@ -70,8 +70,10 @@ def _give_up_authentication(provider: Provider, attempt: Attempt) -> ProviderRes
 
 def _never_reached(result: ProviderResult, waited: dt.timedelta) -> ProviderResult:
     """A scheme that has no record of a payment whose payer it was sent to: the payer may
-    still be on the way to its page, so no proof of anything until that page would have timed
-    out; after that, the payer never got there, nothing was charged, and they abandoned it."""
+    still be on the way to its page, so no proof of anything for the time a payer is given;
+    after that the attempt is given up as abandoned, with nothing charged so far. Should the
+    payer still pay on that page later (opened from their history), the scheme's callback
+    names the closed attempt and the money is given back (`return_late_capture`)."""
     if waited < dt.timedelta(seconds=REDIRECT_WAIT_S):
         return ProviderResult(Outcome.UNKNOWN, message=result.message)
     return ProviderResult(

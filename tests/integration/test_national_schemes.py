@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import logging
 import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -20,6 +21,7 @@ from payments.gateway import Gateway
 from payments.models import Attempt, Event
 from payments.service import resolution
 from payments.service.audit import audit
+from providers import RefundOutcome
 from tests.conftest import auth, new_agency
 from tests.integration.test_checkout_pages import csrf_of, local, open_page, page_path, see_other
 
@@ -196,12 +198,16 @@ def test_a_lost_callback_is_resolved_by_the_worker_s_inquiry(
     assert audit(gw).ok
 
 
-def test_a_payer_who_never_reaches_the_scheme_is_given_up_after_its_page_would_expire(
-    client: FlaskClient, gw: Gateway, key: str, scheme: Scheme
+def test_a_payer_who_never_reaches_the_scheme_is_given_up_and_a_late_payment_returned(
+    client: FlaskClient,
+    gw: Gateway,
+    key: str,
+    scheme: Scheme,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     payment = _create(client, key, scheme)
     path = page_path(payment)
-    _to_scheme(client, scheme, path)  # sent to the scheme, but never opens its page
+    address = _to_scheme(client, scheme, path)  # sent to the scheme, never opens its page
     start = clock.now()
     for minutes in (2, 8):
         clock.set_clock(functools.partial(lambda at: at, start + dt.timedelta(minutes=minutes)))
@@ -212,6 +218,21 @@ def test_a_payer_who_never_reaches_the_scheme_is_given_up_after_its_page_would_e
     resolution.run_pass(gw)
     failed = _payment(client, key, payment["id"])
     assert failed["status"] == "failed" and failed["failure"]["code"] == "abandoned"
+
+    # Long after, the payer opens the scheme's page from their history and pays: the gateway
+    # hears of it by the callback, finds the money taken, and gives it straight back.
+    callback = _choose(client, address, "approve")
+    with caplog.at_level(logging.ERROR):
+        assert see_other(client.get(callback)) == payment["return_url"]
+    assert "a scheme captured a payment the gateway had closed" in caplog.text
+    with gw.db.read() as session:
+        (attempt_id,) = session.execute(
+            select(Attempt.id).where(Attempt.payment_id == payment["id"])
+        ).one()
+    refund = gw.providers.get(scheme.name).refund_status(f"{attempt_id}-late")
+    assert refund.outcome is RefundOutcome.SUCCEEDED
+    assert _payment(client, key, payment["id"])["status"] == "failed"
+    assert audit(gw).ok
 
 
 def test_a_tampered_callback_is_refused_and_changes_nothing(
@@ -266,3 +287,34 @@ def test_the_simulator_is_absent_in_production_and_schemes_are_not_offered(
         assert scheme.name not in built.providers
     finally:
         built.db.dispose()
+
+
+def test_a_scheme_the_payment_is_not_offered_changes_nothing(
+    client: FlaskClient, gw: Gateway
+) -> None:
+    """OmanNet pressed on a Kuwaiti payment (a stale page, a hand-made request)."""
+    kuwaiti = new_agency(gw, "kw-moi", "KWD", "KW")
+    payment = _create(client, kuwaiti, SCHEMES[0])
+    path = page_path(payment)
+    token = csrf_of(open_page(client, path))
+    refused = client.post(f"{path}/scheme/omannet", data={"csrf_token": token, "lang": "en"})
+    assert local(see_other(refused)).startswith(path)
+    assert _payment(client, kuwaiti, payment["id"])["status"] == "created"
+    with gw.db.read() as session:
+        assert session.execute(select(func.count()).select_from(Attempt)).scalar_one() == 0
+
+
+def test_reloading_the_return_never_pushes_the_worker_s_inquiry_back(
+    client: FlaskClient, gw: Gateway, key: str, scheme: Scheme
+) -> None:
+    payment = _create(client, key, scheme)
+    path = page_path(payment)
+    _to_scheme(client, scheme, path)
+    with gw.db.read() as session:
+        before = session.execute(select(Attempt.checks, Attempt.next_check_at)).one()
+    for _ in range(7):  # the payer, or anyone holding the link, reloads the return address
+        client.get(f"{path}/return")
+    with gw.db.read() as session:
+        after = session.execute(select(Attempt.checks, Attempt.next_check_at)).one()
+    assert after.checks == before.checks
+    assert after.next_check_at <= before.next_check_at
