@@ -24,7 +24,7 @@ from providers.sandbox import SandboxFaults, SandboxProvider, SandboxStore
 from providers.simulators import SchemeDesk
 
 if TYPE_CHECKING:
-    from payments.service.access import Principal
+    from payments.principal import Principal
 
 # How long a process keeps an API key it verified: a revoked key is refused by every node
 # within this, and a request under a known key costs no database look-up.

@@ -32,11 +32,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import event, func, select
+from sqlalchemy import event
 from sqlalchemy.orm import Session
-
-import ledger
-from payments.webhooks.models import DeliveryJob
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -257,19 +254,6 @@ def webhook_attempt(seconds: float, failure: str | None) -> None:
 class Backlog:
     webhook_jobs_pending: int
     ledger_unsealed: int
-
-
-def read_backlog(session: Session) -> Backlog:
-    """Pending webhook jobs and unsealed ledger transactions, in one query."""
-    pending = (
-        select(func.count())
-        .select_from(DeliveryJob)
-        .where(DeliveryJob.status == "pending")
-        .scalar_subquery()
-    )
-    unsealed = select(func.count()).select_from(ledger.Unsealed).scalar_subquery()
-    row = session.execute(select(pending, unsealed)).one()
-    return Backlog(webhook_jobs_pending=int(row[0] or 0), ledger_unsealed=int(row[1] or 0))
 
 
 # What a backlog sample's age is measured on: a monotonic clock, which no change of the wall

@@ -6,7 +6,8 @@ from flask import current_app, g, request
 
 from payments.errors import AuthenticationFailed, GatewayError, PermissionDenied
 from payments.gateway import Gateway
-from payments.service.access import Principal, verify
+from payments.principal import Principal
+from payments.service.access import verify
 
 
 def gateway() -> Gateway:

@@ -21,7 +21,7 @@ from payments.api.context import caller
 from payments.api.http import REQUEST_ID_RE, error_response, is_api
 from payments.checkout.pages import error_page
 from payments.errors import GatewayError, RateLimited
-from payments.service.access import Principal
+from payments.principal import Principal
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,6 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, has_request_context, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
 from payments import logs, metrics
 from payments.api.context import gateway
@@ -26,6 +25,7 @@ from payments.api.openapi import document_operations
 from payments.errors import AuthenticationFailed
 from payments.gateway import Gateway
 from payments.migrate import is_current
+from payments.service import backlog
 
 blp = Blueprint("ops", __name__)
 log = logging.getLogger("gateway.ops")
@@ -79,22 +79,13 @@ def _without_the_token() -> Response | None:
     return response
 
 
-def _read_backlog(gw: Gateway) -> metrics.Backlog | None:
-    try:
-        with gw.db.read() as session:
-            return metrics.read_backlog(session)
-    except SQLAlchemyError:
-        log.warning("metrics: the database did not answer; backlogs left out")
-        return None
-
-
 @blp.record_once
 def _sample_backlogs(state: BlueprintSetupState) -> None:
     """One sampler per app, so per process: each gunicorn worker asks at most once per
     interval, whatever the number of scrapes."""
     gw: Gateway = state.app.extensions["gateway"]
     state.app.extensions[_SAMPLER] = metrics.BacklogSampler(
-        lambda: _read_backlog(gw), gw.settings.metrics_sample_s
+        lambda: backlog.read_backlog(gw), gw.settings.metrics_sample_s
     )
 
 

@@ -17,9 +17,9 @@ from werkzeug.exceptions import HTTPException
 
 from payments import clock
 from payments.checkout import forms, security, texts
-from payments.checkout.tokens import read_token
 from payments.errors import Conflict, GatewayError, ValidationFailed
 from payments.gateway import Gateway
+from payments.links import read_token
 from payments.service import checkout
 from payments.service.checkout import CallbackRefused, CheckoutView, TryResult
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import re
 import secrets
@@ -25,35 +24,11 @@ from payments.gateway import Gateway
 from payments.ids import new_id
 from payments.models import Agency, ApiKey
 from payments.money import CURRENCY_EXPONENTS
+from payments.principal import KeyAgency, Principal
 
 MEMBER_STATES = ("SA", "AE", "KW", "QA", "BH", "OM")
 AGENCY_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}\Z")
 KEY_RE = re.compile(r"^gw_(test|live|fin)_[A-Za-z0-9]{32,64}\Z")
-
-
-@dataclasses.dataclass(frozen=True)
-class KeyAgency:
-    """What a request needs of the key's agency, read with the key: routing's facts and the
-    currencies it accepts."""
-
-    id: str
-    state: str
-    currencies: tuple[str, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class Principal:
-    """Who is calling: an agency in one mode, or finance staff across agencies."""
-
-    key_id: str
-    role: str
-    agency_id: str | None
-    livemode: bool
-    agency: KeyAgency | None = None
-
-    @property
-    def is_finance(self) -> bool:
-        return self.role == "finance"
 
 
 def digest(secret: str) -> str:

@@ -18,13 +18,13 @@ from sqlalchemy.orm import Session
 
 from ledger import prepared
 from payments import clock, idempotency, metrics, rows
-from payments.checkout.tokens import page_url
 from payments.errors import Conflict, NotFound, ProviderFailed, ValidationFailed
 from payments.gateway import Gateway
 from payments.ids import is_id, new_id
+from payments.links import page_url
 from payments.models import Agency, Attempt, Payment
+from payments.principal import Principal
 from payments.routing import AgencyFacts, Route, route
-from payments.service.access import Principal
 from payments.service.outcomes import (
     OPEN_ATTEMPT_GRACE_S,
     apply_result,

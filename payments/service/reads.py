@@ -14,8 +14,8 @@ from payments.gateway import Gateway
 from payments.ids import is_id
 from payments.models import Event
 from payments.postings import payable_code
+from payments.principal import Principal
 from payments.schemas import unstorable
-from payments.service.access import Principal
 from payments.service.payments import Page, paginate, scoped
 
 

@@ -12,7 +12,7 @@ from payments.errors import Conflict, NotFound, ValidationFailed
 from payments.gateway import Gateway
 from payments.ids import is_id, new_id
 from payments.models import Refund
-from payments.service.access import Principal
+from payments.principal import Principal
 from payments.service.outcomes import OPEN_ATTEMPT_GRACE_S, apply_refund_result
 from payments.service.payments import Page, load_payment, paginate, scoped
 from payments.states import PaymentStatus, RefundStatus

@@ -17,8 +17,8 @@ from payments.errors import Conflict, NotFound, ValidationFailed
 from payments.gateway import Gateway
 from payments.ids import is_id, new_id
 from payments.models import Agency, ApiKey, Event
+from payments.principal import Principal
 from payments.schemas import AGENCY_EVENT_TYPES, FINANCE_EVENT_TYPES
-from payments.service.access import Principal
 from payments.service.payments import Page, paginate, scoped
 from payments.webhooks import signing
 from payments.webhooks.delivery import secret_context, signing_key_context

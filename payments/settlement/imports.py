@@ -43,9 +43,10 @@ from payments.errors import NotFound, PermissionDenied, ValidationFailed
 from payments.gateway import Gateway
 from payments.ids import is_id, new_id
 from payments.models import Agency, Payment, Refund, Settlement, SettlementLine
-from payments.service.access import Principal
+from payments.principal import Principal
 from payments.service.payments import Page, paginate
-from payments.settlement.parsers import MalformedFile, ParsedLine, SettlementParser, parser_for
+from payments.settlement.formats import parser_for
+from payments.settlement.parsers import MalformedFile, ParsedLine, SettlementParser
 from payments.states import RefundStatus
 from providers.sandbox import SandboxProvider
 

@@ -1,11 +1,6 @@
-"""Settlement-file parsers: the protocol every acquirer's adapter implements, the normalised
-line it yields, and the registry that names each parser by provider.
-
-The sandbox's CSV is the first parser (`payments.settlement.sandbox_file`), and the national
-schemes' files (`payments.settlement.scheme_files`) are registered under their provider names;
-Stripe's balance transactions export plugs in later by implementing `SettlementParser` and
-registering under its provider name.
-"""
+"""Settlement-file parsers' common ground: the protocol every acquirer's parser implements,
+the normalised line it yields, the refusal of a malformed file, and the bounded reading of a
+file's lines. Which parser reads which provider's file is `payments.settlement.formats`."""
 
 from __future__ import annotations
 
@@ -13,7 +8,7 @@ import codecs
 import dataclasses
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import BinaryIO, Protocol
 
 # The largest settlement file accepted: a month of a busy acquirer's lines fits well below it.
@@ -92,33 +87,3 @@ class SettlementParser(Protocol):
     raising `MalformedFile` at the first line it refuses."""
 
     def parse(self, stream: BinaryIO) -> Iterator[ParsedLine]: ...
-
-
-ParserFactory = Callable[[int], SettlementParser]  # built with the file-size limit
-_REGISTRY: dict[str, ParserFactory] = {}
-
-
-def register(provider: str, factory: ParserFactory) -> None:
-    _REGISTRY[provider] = factory
-
-
-def parser_for(
-    file_format: str, *, max_file_bytes: int = MAX_FILE_BYTES
-) -> SettlementParser | None:
-    """The parser of a file format (`sandbox` for every sandbox instance), or None."""
-    _register_builtin()
-    factory = _REGISTRY.get(file_format)
-    return factory(max_file_bytes) if factory is not None else None
-
-
-def _register_builtin() -> None:
-    # Imported here, on first use: each parser module imports this one.
-    if "sandbox" not in _REGISTRY:
-        from payments.settlement.sandbox_file import SandboxCsvParser
-
-        register("sandbox", lambda limit: SandboxCsvParser(max_file_bytes=limit))
-    from payments.settlement.scheme_files import LAYOUTS, parser_factory
-
-    for provider, layout in LAYOUTS.items():
-        if provider not in _REGISTRY:
-            register(provider, parser_factory(layout))

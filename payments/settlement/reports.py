@@ -21,7 +21,7 @@ from payments.errors import Conflict, NotFound, PermissionDenied, ValidationFail
 from payments.gateway import Gateway
 from payments.ids import is_id, new_id
 from payments.models import Payment, ReconciliationResolution, Refund, Settlement, SettlementLine
-from payments.service.access import Principal
+from payments.principal import Principal
 from payments.settlement import reconcile
 from payments.settlement.items import NOT_BREAKS, ReconItem, ReportDetails
 from payments.settlement.reconcile import Figures, Period

@@ -20,8 +20,8 @@ from werkzeug.test import TestResponse
 from payments import clock
 from payments.api.app import create_app
 from payments.checkout import texts
-from payments.checkout.tokens import make_token
 from payments.gateway import Gateway, build_gateway
+from payments.links import make_token
 from tests.conftest import PAYMENT, auth, count_rows, make_settings, new_agency
 
 PUBLIC = "http://gateway.test"

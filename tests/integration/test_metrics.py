@@ -366,11 +366,11 @@ def test_a_database_that_does_not_answer_is_not_asked_at_every_scrape(
 ) -> None:
     asked = []
 
-    def away(_session: object) -> metrics.Backlog:
+    def away() -> object:
         asked.append(1)
         raise OperationalError("SELECT", {}, Exception("connection refused"))
 
-    monkeypatch.setattr(metrics, "read_backlog", away)
+    monkeypatch.setattr(gw.db, "read", away)
     for _ in range(10):
         samples = scrape(client)
         assert ("gateway_webhook_backlog", frozenset()) not in samples

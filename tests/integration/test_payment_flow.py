@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
-from payments.checkout.tokens import read_token
 from payments.gateway import Gateway
+from payments.links import read_token
 from tests.conftest import PAYMENT, auth, card
 
 

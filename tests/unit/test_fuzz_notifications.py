@@ -16,8 +16,8 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from payments.checkout.tokens import MAX_TOKEN_CHARS, make_token, read_token
 from payments.ids import ID_PATTERN
+from payments.links import MAX_TOKEN_CHARS, make_token, read_token
 from providers.base import AuthorizeRequest, Card, InvalidNotification, Notification, Outcome
 from providers.sandbox import SandboxProvider, SandboxStore
 from providers.stripe import WEBHOOK_TOLERANCE_S, StripeProvider

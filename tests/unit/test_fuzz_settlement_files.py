@@ -16,7 +16,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from payments.money import CURRENCY_EXPONENTS, MAX_AMOUNT_MINOR
-from payments.settlement.parsers import MalformedFile, ParsedLine, parser_for
+from payments.settlement.formats import parser_for
+from payments.settlement.parsers import MalformedFile, ParsedLine
 from payments.settlement.sandbox_file import COLUMNS, HEADER
 from tests.unit.fuzz_support import fuzz
 

@@ -13,7 +13,8 @@ from collections.abc import Callable
 import pytest
 
 from config import BENEFIT, KNET, OMANNET
-from payments.settlement.parsers import MalformedFile, ParsedLine, parser_for
+from payments.settlement.formats import parser_for
+from payments.settlement.parsers import MalformedFile, ParsedLine
 from payments.settlement.scheme_files import LAYOUTS, MAX_LINE_BYTES, Role, SchemeLayout
 from providers import omannet_simulator
 from providers.tranportal import SCHEMES as TRANPORTAL_SCHEMES

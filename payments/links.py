@@ -1,4 +1,5 @@
-"""Checkout tokens: the signed, unguessable part of `next_url` that names one payment."""
+"""Hosted-page links: `next_url` and its signed, unguessable token that names one payment,
+made by the payment service and read by the page."""
 
 from __future__ import annotations
 
