@@ -148,7 +148,6 @@ def throughput(db: str, count: int) -> None:
     from payments.migrate import upgrade
     from payments.models import Payment
     from payments.outbox import payment_event
-    from payments.principal import Principal
     from payments.service import access, payments, webhooks
     from payments.service.payments import NewPayment
     from payments.webhooks.delivery import deliver_due
@@ -170,8 +169,8 @@ def throughput(db: str, count: int) -> None:
         access.create_agency(
             gw, "om-moh", name="MOH", name_ar="وزارة", state="OM", currencies=["OMR"]
         )
-        key, _ = access.create_key(gw, agency_id="om-moh", role="agency")
-        who = Principal(key.id, "agency", "om-moh", livemode=False)
+        _key, secret = access.create_key(gw, agency_id="om-moh", role="agency")
+        who = access.verify(gw, secret)  # the principal a request under the key is
         webhooks.create_endpoint(gw, who, webhooks.NewEndpoint(url=hook + "/hooks", events=["*"]))
         new = NewPayment(12500, "OMR", "BENCH-1", "bench", "https://moh.example.om/done")
         paid = payments.confirm_payment(
@@ -208,7 +207,6 @@ def latency(db: str, payments: int, rate: float, clients: int) -> None:
     from config import load_settings
     from payments.gateway import build_gateway
     from payments.migrate import upgrade
-    from payments.principal import Principal
     from payments.service import access, webhooks
     from payments.service import payments as service
     from payments.service.payments import NewPayment
@@ -229,8 +227,8 @@ def latency(db: str, payments: int, rate: float, clients: int) -> None:
         access.create_agency(
             gw, "om-moh", name="MOH", name_ar="وزارة", state="OM", currencies=["OMR"]
         )
-        key, _ = access.create_key(gw, agency_id="om-moh", role="agency")
-        who = Principal(key.id, "agency", "om-moh", livemode=False)
+        _key, secret = access.create_key(gw, agency_id="om-moh", role="agency")
+        who = access.verify(gw, secret)  # the principal a request under the key is
         webhooks.create_endpoint(gw, who, webhooks.NewEndpoint(url=hook + "/hooks", events=["*"]))
         worker = subprocess.Popen([BIN / "gateway", "worker"], env=env, cwd=tmp)
         try:
