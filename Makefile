@@ -16,17 +16,17 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
+# The tests run every benchmark at a tiny size too (tests/bench), so they take its extra.
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
-# The benchmarks' yardsticks (pandas); `make test` does not need them.
+# The benchmarks' yardsticks (pandas) and py-spy; `make test` installs them too.
 bench-install: install-test
-	$(BIN)/pip install --quiet -e '.[test,bench]'
 
 run: install
 	$(BIN)/gateway db upgrade
