@@ -8,7 +8,8 @@ Run by hand: `.venv/bin/python -m bench.api [--db postgresql|sqlite|both] [--sec
 free port with a fresh database (PostgreSQL at 127.0.0.1:5432, or SQLite files in a temporary
 directory) and is stopped when done; every run is bounded by its duration. Each wrk connection
 (one per wrk thread) creates a payment and confirms it with 4242…, again and again
-(bench/payment.lua); the two servers take turns, `--rounds` times each.
+(bench/payment.lua), every POST with a fresh Idempotency-Key as clients send (and once more
+without, for the key's cost); the servers take turns, `--rounds` times each.
 """
 
 from __future__ import annotations
@@ -91,8 +92,9 @@ def _paced(url: str, key: str, rate: float, seconds: float) -> dict[str, float]:
     return figures
 
 
-def wrk(url: str, key: str, seconds: float, connections: int) -> Run:
-    """`connections` wrk threads of one connection each, as fast as the server answers."""
+def wrk(url: str, key: str, seconds: float, connections: int, *, keyed: bool = True) -> Run:
+    """`connections` wrk threads of one connection each, as fast as the server answers; every
+    POST with a fresh Idempotency-Key unless not `keyed`."""
     done = subprocess.run(
         [
             "wrk",
@@ -108,7 +110,7 @@ def wrk(url: str, key: str, seconds: float, connections: int) -> Run:
             str(SCRIPT),
             url,
         ],
-        env={**os.environ, "BENCH_KEY": key},
+        env={**os.environ, "BENCH_KEY": key, "BENCH_KEYED": "1" if keyed else "0"},
         capture_output=True,
         text=True,
         timeout=seconds + 60,
@@ -179,9 +181,10 @@ def bench(db: str, seconds: float, connections: int, workers: int, rounds: int) 
             ):
                 wrk(gateway, key, WARM_UP_S, connections)
                 wrk(yardstick, key, WARM_UP_S, connections)
-                runs: dict[str, list[Run]] = {"gateway": [], "yardstick": []}
+                runs: dict[str, list[Run]] = {"gateway": [], "no keys": [], "yardstick": []}
                 for _ in range(rounds):
                     runs["gateway"].append(wrk(gateway, key, seconds, connections))
+                    runs["no keys"].append(wrk(gateway, key, seconds, connections, keyed=False))
                     runs["yardstick"].append(wrk(yardstick, key, seconds, connections))
                 peak = statistics.mean(run.rate for run in runs["gateway"])
                 paced = Run(**_paced(gateway, key, peak / 2, seconds))
@@ -204,7 +207,12 @@ def bench(db: str, seconds: float, connections: int, workers: int, rounds: int) 
                 f"{run.p99_ms:>8.1f} {run.errors:>7}"
             )
     yard = statistics.mean(run.rate for run in runs["yardstick"])
-    print(f"  gateway {peak:.1f}/s, yardstick {yard:.1f}/s: ratio {peak / yard:.2f}x")
+    bare = statistics.mean(run.rate for run in runs["no keys"])
+    print(
+        f"  gateway with Idempotency-Keys {peak:.1f}/s, yardstick {yard:.1f}/s: "
+        f"ratio {peak / yard:.2f}x"
+    )
+    print(f"  gateway without keys {bare:.1f}/s: with keys {peak / bare:.2f}x of it")
     print(
         f"  gateway paced at {paced.rate:.1f}/s (half its peak): p50 {paced.p50_ms:.1f} ms, "
         f"p99 {paced.p99_ms:.1f} ms, errors {paced.errors}"

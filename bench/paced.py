@@ -22,13 +22,18 @@ CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": 
 
 
 def _post(host: str, port: int, path: str, key: str, body: dict[str, object]) -> tuple[int, bytes]:
+    """One POST as a backend sends it: with a fresh Idempotency-Key."""
     conn = http.client.HTTPConnection(host, port, timeout=10)
     try:
         conn.request(
             "POST",
             path,
             body=json.dumps(body),
-            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            headers={
+                "Authorization": f"Bearer {key}",
+                "Content-Type": "application/json",
+                "Idempotency-Key": uuid.uuid4().hex,
+            },
         )
         response = conn.getresponse()
         return response.status, response.read()

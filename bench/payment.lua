@@ -1,6 +1,7 @@
 -- wrk script for bench/api.py: each connection creates a payment and confirms it, again and
--- again, as fast as the server answers. BENCH_KEY is the agency's API key. done() prints one
--- JSON line of whole-payment figures.
+-- again, as fast as the server answers. BENCH_KEY is the agency's API key. With BENCH_KEYED=1
+-- every POST carries a fresh Idempotency-Key, as README tells every backend to send. done()
+-- prints one JSON line of whole-payment figures.
 local ffi = require("ffi")
 ffi.cdef [[
 typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
@@ -21,7 +22,18 @@ function setup(thread)
 end
 
 local key = os.getenv("BENCH_KEY") or ""
+local keyed = os.getenv("BENCH_KEYED") == "1"
 local headers = { ["Authorization"] = "Bearer " .. key, ["Content-Type"] = "application/json" }
+
+-- The headers of one POST: with a fresh Idempotency-Key when keyed.
+local function headers_for(step)
+  if not keyed then return headers end
+  return {
+    ["Authorization"] = headers["Authorization"],
+    ["Content-Type"] = headers["Content-Type"],
+    ["Idempotency-Key"] = string.format("bench-%s-%d-%d-%s", run, tid, n, step),
+  }
+end
 local create_body = '{"amount":12500,"currency":"OMR","description":"Benchmark fee",'
   .. '"return_url":"https://moh.example.om/done","reference":"BENCH-%s-%d-%d"}'
 local confirm_body = '{"payment_method":{"type":"card","card":{"number":"4242424242424242",'
@@ -41,9 +53,13 @@ function request()
   if pending == nil then
     n = n + 1
     started = now_ms()
-    return wrk.format("POST", "/v1/payments", headers, string.format(create_body, run, tid, n))
+    return wrk.format(
+      "POST", "/v1/payments", headers_for("create"), string.format(create_body, run, tid, n)
+    )
   end
-  return wrk.format("POST", "/v1/payments/" .. pending .. "/confirm", headers, confirm_body)
+  return wrk.format(
+    "POST", "/v1/payments/" .. pending .. "/confirm", headers_for("confirm"), confirm_body
+  )
 end
 
 function response(status, hdrs, body)
