@@ -37,10 +37,10 @@ run: install
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/bandit -q -c pyproject.toml -r config payments providers ledger wsgi.py gunicorn.conf.py
+	$(BIN)/bandit -q -c pyproject.toml -r config payments providers ledger statements wsgi.py gunicorn.conf.py
 
 typecheck: install-test
-	$(BIN)/mypy config payments providers ledger tests bench wsgi.py
+	$(BIN)/mypy config payments providers ledger statements tests bench wsgi.py
 
 test: lint typecheck
 	$(BIN)/pytest

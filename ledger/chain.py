@@ -20,9 +20,9 @@ import dataclasses
 from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from ledger import prepared
 from ledger.encoding import link_hash
 from ledger.models import GENESIS_HASH, HEAD, JOURNAL, LINKS, QUEUE, dialect_insert
+from statements import prepared
 
 # Queued transactions sealed at most per seal (the worker calls `seal` until done); the
 # posting-time seal in `ledger_post` uses the same figure.
@@ -52,7 +52,7 @@ def head(session: Session) -> Anchor:
     return Anchor(int(row.seq), str(row.hash)) if row else Anchor(0, GENESIS_HASH)
 
 
-# Statements the seal runs on the driver's cursor (`ledger.prepared`).
+# Statements the seal runs on the driver's cursor (`statements.prepared`).
 _HEAD = select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1).with_for_update()
 _QUEUED = (
     select(QUEUE.c.transaction_id, JOURNAL.c.content_hash, LINKS.c.seq)

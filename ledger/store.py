@@ -5,7 +5,7 @@ On PostgreSQL the batch goes, as one JSON document, to the `ledger_post` functio
 0003): journal rows, queue rows and a seal if the chain head is free (see `ledger.chain`), then
 each account in sorted order, created if missing and locked by the update of its totals (so
 concurrent postings never deadlock), then the postings. On SQLite, where writers are
-serialized, plain statements do the same, on the driver's cursor (`ledger.prepared`).
+serialized, plain statements do the same, on the driver's cursor (`statements.prepared`).
 
 A repeated external id is left alone and answered `None`, for the caller to compare. Totals
 are written before the caller checks kinds and limits on what this returns: a refusal raises,
@@ -24,8 +24,9 @@ from typing import Any
 from sqlalchemy import Connection, Select, and_, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import sqlite
 
-from ledger import chain, driver, prepared
+from ledger import chain
 from ledger.models import ACCOUNTS, JOURNAL, POSTINGS, QUEUE
+from statements import driver, prepared
 
 Key = tuple[str, str]  # (account code, currency)
 
@@ -75,7 +76,7 @@ class Written:
     before: dict[Key, Totals]  # the accounts the new transactions moved
 
 
-# Run on the driver's own cursor (`ledger.driver`), so in the driver's parameter style.
+# Run on the driver's own cursor (`statements.driver`), so in the driver's parameter style.
 POST_CALL = (
     "SELECT transaction_ids, account_ids, kinds, floors, debits, credits"
     " FROM ledger_post(%s, CAST(%s AS json), %s)"
@@ -155,7 +156,7 @@ def _create(conn: Connection, accounts: list[AccountRow], now: dt.datetime) -> N
     )
 
 
-# Statements the SQLite posting runs on the driver's cursor (`ledger.prepared`).
+# Statements the SQLite posting runs on the driver's cursor (`statements.prepared`).
 _NEW_TRANSACTION = (
     sqlite.insert(JOURNAL)
     .on_conflict_do_nothing(index_elements=["external_id"])

@@ -15,9 +15,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ledger import driver
 from payments.errors import Unavailable
 from payments.writer_turn import WriterTurn
+from statements import driver
 
 SQLITE_BUSY_TIMEOUT_S = 30
 IDLE_PING_S = 5.0  # a pooled PostgreSQL connection idle this long is pinged before use

@@ -1,4 +1,4 @@
-"""Rows written by Core statements on the driver's cursor (`ledger.prepared`), outside the
+"""Rows written by Core statements on the driver's cursor (`statements.prepared`), outside the
 ORM's unit of work: new objects by one INSERT each, and the column changes of loaded objects by
 one UPDATE each, for the hot path, whose objects are few and whose flushes cost more than their
 statements."""
@@ -16,7 +16,7 @@ from sqlalchemy.orm import DeclarativeBase, InstanceState, Session, make_transie
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.exc import StaleDataError
 
-from ledger import prepared
+from statements import prepared
 
 Loaded = TypeVar("Loaded", bound=DeclarativeBase)
 

@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
-from ledger import prepared
 from payments import clock, idempotency, metrics, rows
 from payments.errors import Conflict, NotFound, ProviderFailed, ValidationFailed
 from payments.gateway import Gateway
@@ -36,6 +35,7 @@ from payments.states import AttemptStatus, PaymentStatus, check_transition
 from providers import AuthorizeRequest, Card, Outcome, ProviderResult, RefundRequest
 from providers.cards import brand, digits_only, expired, fingerprint, luhn_ok
 from providers.mada import is_mada
+from statements import prepared
 
 log = logging.getLogger(__name__)
 PAST = {"capture": "captured", "cancel": "cancelled"}
@@ -96,7 +96,7 @@ def scoped(query: QueryT, model: Any, principal: Principal) -> QueryT:
 
 
 # The hot path's reads, built once with bound parameters and run on the driver's cursor
-# (`ledger.prepared`): (the principal's own only, locked).
+# (`statements.prepared`): (the principal's own only, locked).
 _PAYMENT = select(*rows.columns_of(Payment)).where(Payment.id == bindparam("payment_id"))
 _PAYMENTS = {
     (False, False): _PAYMENT,

@@ -6,11 +6,11 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.orm import Session
 
-from ledger import prepared
 from payments import rows
 from payments.ids import new_id
 from payments.models import Event
 from payments.webhooks.models import DeliveryJob, WebhookEndpoint
+from statements import prepared
 
 ALL_EVENTS = "*"
 MAX_ENDPOINTS = 16  # per agency and mode

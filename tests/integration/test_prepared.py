@@ -1,4 +1,4 @@
-"""Statements on the driver's cursor (ledger/prepared.py, ledger/driver.py), on both
+"""Statements on the driver's cursor (statements/prepared.py, statements/driver.py), on both
 databases: values go in and come back as the ORM writes and reads them, a driver error is
 SQLAlchemy's and leaves nothing written, and a statement the driver cannot take as it is is
 refused rather than run without its defaults."""
@@ -13,10 +13,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 
-from ledger import prepared
 from payments import rows
 from payments.gateway import Gateway
 from payments.models import Event, Payment
+from statements import prepared
 from tests.conftest import PAYMENT, auth
 
 WRITTEN = dt.datetime(2026, 12, 5, 9, 30, 15, 123456, tzinfo=dt.UTC)

@@ -15,10 +15,10 @@ from sqlalchemy import event, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from ledger import prepared
 from payments import rows
 from payments.gateway import Gateway
 from payments.models import Event, Payment
+from statements import prepared
 from tests.conftest import PAYMENT, auth
 
 EVENT_ID = "evt_rows000000000000000000"

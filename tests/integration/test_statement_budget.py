@@ -1,6 +1,6 @@
 """The hot path's database work, counted: creating and confirming a payment may not take more
 statements or transactions than the budget below, so that a change that adds a round trip says
-so here, naming the statements. Statements run on the driver's own cursor (`ledger.driver`)
+so here, naming the statements. Statements run on the driver's own cursor (`statements.driver`)
 are counted too: on PostgreSQL a ledger posting is one of them, a call of `ledger_post`; on
 SQLite it is written statement by statement in-process."""
 

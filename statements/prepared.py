@@ -1,5 +1,5 @@
 """Core statements compiled once per dialect and run on the driver's own cursor
-(`ledger.driver`), for the hot path: each run converts its values with the column types' own
+(`statements.driver`), for the hot path: each run converts its values with the column types' own
 converters and skips SQLAlchemy's per-statement compilation-cache, execution-context and
 result machinery."""
 
@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Delete, Dialect, Insert, Select, Update
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from ledger import driver
+from statements import driver
 
 Convert = Callable[[Any], Any] | None
 Statement = Insert | Update | Delete | Select[*tuple[Any, ...]]

@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 Parameters = Sequence[Any] | Mapping[str, Any]
-_CURSOR = "ledger.driver cursor"  # the key of the shared cursor in the connection's `info`
+_CURSOR = "statements.driver cursor"  # the key of the shared cursor in the connection's `info`
 
 
 @dataclasses.dataclass(frozen=True)
