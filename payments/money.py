@@ -13,6 +13,16 @@ CURRENCY_EXPONENTS: dict[str, int] = {
     "OMR": 3,
     "USD": 2,
 }
+# Each currency's name in Arabic, for the pages and reports that show it in words.
+CURRENCY_NAMES_AR = {
+    "SAR": "ريال سعودي",
+    "AED": "درهم إماراتي",
+    "KWD": "دينار كويتي",
+    "QAR": "ريال قطري",
+    "BHD": "دينار بحريني",
+    "OMR": "ريال عماني",
+    "USD": "دولار أمريكي",
+}
 MAX_AMOUNT_MINOR = 10**12
 # A decimal amount as files and forms write it: ASCII digits, an optional sign and fraction.
 _DECIMAL_RE = re.compile(r"([+-]?)([0-9]+)(?:\.([0-9]+))?")

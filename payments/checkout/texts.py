@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from payments.money import format_major
+from payments.money import CURRENCY_NAMES_AR, format_major
 
 LANGUAGES = ("ar", "en")
 DIRECTIONS = {"ar": "rtl", "en": "ltr"}
@@ -14,16 +14,6 @@ LANGUAGE_NAMES = {"ar": "العربية", "en": "English"}
 SCHEME_NAMES = {
     "en": {"knet": "KNET", "benefit": "BENEFIT", "omannet": "OmanNet", "mada": "mada"},
     "ar": {"knet": "KNET", "benefit": "BENEFIT", "omannet": "OmanNet", "mada": "مدى"},
-}
-
-CURRENCY_NAMES_AR = {
-    "SAR": "ريال سعودي",
-    "AED": "درهم إماراتي",
-    "KWD": "دينار كويتي",
-    "QAR": "ريال قطري",
-    "BHD": "دينار بحريني",
-    "OMR": "ريال عماني",
-    "USD": "دولار أمريكي",
 }
 
 TEXTS: dict[str, dict[str, str]] = {

@@ -29,8 +29,7 @@ from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
-from payments.checkout.texts import CURRENCY_NAMES_AR
-from payments.money import exponent, format_major
+from payments.money import CURRENCY_NAMES_AR, exponent, format_major
 from payments.settlement.items import (
     STATUSES,
     TOTAL_FIELDS,

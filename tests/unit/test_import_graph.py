@@ -11,13 +11,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("config", "statements", "ledger", "providers", "payments")
 
+# The rooms people see or finance runs (DESIGN.md): one floor, and none imports another.
+ROOMS_APART = ("payments.settlement", "payments.checkout", "payments.finance")
 # The floors, top down: a module may import only from its own floor or below. The first
 # prefix that names a module gives its floor.
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("payments.cli",),
     ("payments.api",),
-    ("payments.settlement",),
-    ("payments.checkout",),
+    ROOMS_APART,
     ("payments.service",),
     ("payments",),  # the gateway's own plumbing: models, idempotency, webhooks, metrics, ...
     ("providers", "ledger"),
@@ -143,6 +144,15 @@ def test_the_ledger_and_the_acquirers_know_nothing_of_the_gateway() -> None:
             assert not any(t.startswith("payments") for t in targets), module
         if module.startswith(("ledger", "config")):
             assert not any(t.startswith("providers") for t in targets), module
+
+
+def test_the_rooms_people_see_or_finance_runs_stand_apart() -> None:
+    """The hosted page, settlement and the finance console import none of each other."""
+    for module, targets in _graph().items():
+        room = next((r for r in ROOMS_APART if module.startswith(r + ".")), None)
+        if room is not None:
+            others = [t for t in targets if t.startswith(ROOMS_APART) and not t.startswith(room)]
+            assert others == [], module
 
 
 def test_only_the_rooms_people_see_import_flask() -> None:
