@@ -9,6 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
+from sqlalchemy import ColumnElement, literal
+from sqlalchemy.orm import QueryableAttribute
+
 from ledger import AccountRef, Direction, Entry, Kind, TransactionSpec
 
 CLEARING = ("acquirer:{provider}:clearing", Kind.ASSET)
@@ -38,6 +41,48 @@ RULES: dict[str, tuple[Leg, ...]] = {
     "settlement_refund": ((CLEARING, D, "gross"), (SETTLEMENT, C, "gross")),
     "payout": ((PAYABLE, D, "amount"), (SETTLEMENT, C, "amount")),
 }
+
+
+# External ids: what names the ledger transaction of a capture, a refund and a settlement line.
+# Built only here, in Python or (for reconciliation's joins) in SQL.
+CAPTURE = "capture"
+REFUND = "refund"
+SETTLEMENT_LINE = "settlement"
+
+
+def capture_id(payment_id: str) -> str:
+    return f"{CAPTURE}:{payment_id}"
+
+
+def refund_id(refund: str) -> str:
+    return f"{REFUND}:{refund}"
+
+
+def settlement_id(provider: str, line_key: str) -> str:
+    return f"{settlement_prefix(provider)}{line_key}"
+
+
+def settlement_prefix(provider: str) -> str:
+    return f"{SETTLEMENT_LINE}:{provider}:"
+
+
+def prefix_of(kind: str) -> str:
+    """What every external id of a capture's or a refund's transaction starts with."""
+    assert kind in (CAPTURE, REFUND), kind
+    return f"{kind}:"
+
+
+Ids = ColumnElement[str] | QueryableAttribute[str] | QueryableAttribute[str | None]
+
+
+def capture_id_of(payment_ids: Ids) -> ColumnElement[str]:
+    """`capture_id`, built in SQL from a column of payment ids (a join's condition)."""
+    return literal(prefix_of(CAPTURE)).concat(payment_ids)
+
+
+def refund_id_of(refund_ids: Ids) -> ColumnElement[str]:
+    """`refund_id`, built in SQL from a column of refund ids."""
+    return literal(prefix_of(REFUND)).concat(refund_ids)
 
 
 def account_code(template: str, *, livemode: bool, agency: str = "", provider: str = "") -> str:

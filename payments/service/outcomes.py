@@ -129,7 +129,7 @@ def post_capture(session: Session, payment: Payment, provider: str) -> None:
         session,
         postings.transaction(
             "capture",
-            external_id=f"capture:{payment.id}",
+            external_id=postings.capture_id(payment.id),
             description=f"capture of {payment.id}",
             amounts={"amount": payment.amount_captured_minor},
             currency=payment.currency,
@@ -361,7 +361,7 @@ def apply_refund_result(
             session,
             postings.transaction(
                 "refund",
-                external_id=f"refund:{refund.id}",
+                external_id=postings.refund_id(refund.id),
                 description=f"refund {refund.id} of {payment.id}",
                 amounts={"amount": refund.amount_minor},
                 currency=refund.currency,

@@ -455,7 +455,7 @@ def _settlement_spec(
         rule, amounts = "settlement_refund", {"gross": -line.gross_minor}
     return postings.transaction(
         rule,
-        external_id=f"settlement:{provider}:{line.line_key}",
+        external_id=postings.settlement_id(provider, line.line_key),
         description=f"settlement of {line.type} {target.id} ({line.settlement_date})",
         amounts=amounts,
         currency=line.currency,

@@ -41,6 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from ledger import Account, JournalTransaction, Posting
+from payments import postings
 from payments.models import Payment, ReconciliationResolution, Refund, SettlementLine
 from payments.postings import CLEARING, account_code
 from payments.settlement.items import (
@@ -165,11 +166,9 @@ def unsettled_status(
 ) -> str | None:
     """`missing_in_settlement` or `pending_settlement` for a capture or refund that no line
     pairs with, by the settlement lag; None if the gateway never posted it."""
-    prefix = "refund:" if refund else "capture:"
+    external_id = postings.refund_id(target_id) if refund else postings.capture_id(target_id)
     made_at = session.execute(
-        select(JournalTransaction.effective_at).where(
-            JournalTransaction.external_id == prefix + target_id
-        )
+        select(JournalTransaction.effective_at).where(JournalTransaction.external_id == external_id)
     ).scalar_one_or_none()
     if made_at is None:
         return None
@@ -259,14 +258,14 @@ def _line_rows(period: Period) -> Select[Any]:
             capture_tx,
             and_(
                 line.type == "payment",
-                capture_tx.external_id == literal("capture:").concat(line.payment_id),
+                capture_tx.external_id == postings.capture_id_of(line.payment_id),
             ),
         )
         .outerjoin(
             refund_tx,
             and_(
                 line.type == "refund",
-                refund_tx.external_id == literal("refund:").concat(line.refund_id),
+                refund_tx.external_id == postings.refund_id_of(line.refund_id),
             ),
         )
         .outerjoin(resolution, resolution.settlement_line_id == line.id)
@@ -291,7 +290,10 @@ def _gateway_rows(period: Period) -> Select[Any]:
             Payment.agency_id.label("agency"),
             captured_tx.effective_at.label("gateway_at"),
         )
-        .join(captured_tx, captured_tx.external_id == literal("capture:").concat(Payment.id))
+        .join(
+            captured_tx,
+            captured_tx.external_id == postings.capture_id_of(Payment.id),
+        )
         .where(
             Payment.provider == period.provider,
             Payment.amount_captured_minor > 0,
@@ -311,7 +313,10 @@ def _gateway_rows(period: Period) -> Select[Any]:
             Refund.agency_id.label("agency"),
             refunded_tx.effective_at.label("gateway_at"),
         )
-        .join(refunded_tx, refunded_tx.external_id == literal("refund:").concat(Refund.id))
+        .join(
+            refunded_tx,
+            refunded_tx.external_id == postings.refund_id_of(Refund.id),
+        )
         .where(
             Refund.provider == period.provider,
             Refund.status == RefundStatus.SUCCEEDED.value,
@@ -435,13 +440,13 @@ def _ledger_side(session: Session, period: Period) -> dict[str, dict[str, int]]:
 
     captured = (
         select(Payment.currency, func.sum(Payment.amount_captured_minor))
-        .join(tx, tx.external_id == literal("capture:").concat(Payment.id))
+        .join(tx, tx.external_id == postings.capture_id_of(Payment.id))
         .where(Payment.provider == period.provider, in_period)
         .group_by(Payment.currency)
     )
     refunded = (
         select(Refund.currency, func.sum(Refund.amount_minor))
-        .join(tx, tx.external_id == literal("refund:").concat(Refund.id))
+        .join(tx, tx.external_id == postings.refund_id_of(Refund.id))
         .where(
             Refund.provider == period.provider,
             Refund.status == RefundStatus.SUCCEEDED.value,
@@ -453,7 +458,7 @@ def _ledger_side(session: Session, period: Period) -> dict[str, dict[str, int]]:
         for currency, total in session.execute(query):
             put(currency, field, total)
 
-    def posted(prefix: str, direction: str) -> Select[str, int]:
+    def posted(kind: str, direction: str) -> Select[str, int]:
         return (
             select(Account.currency, func.sum(Posting.amount_minor))
             .join(Posting, Posting.account_id == Account.id)
@@ -461,15 +466,15 @@ def _ledger_side(session: Session, period: Period) -> dict[str, dict[str, int]]:
             .where(
                 Account.code.in_(clearing),
                 Posting.direction == direction,
-                tx.external_id.like(f"{prefix}%"),
+                tx.external_id.startswith(postings.prefix_of(kind), autoescape=True),
                 in_period,
             )
             .group_by(Account.currency)
         )
 
     for query, field in (
-        (posted("capture:", "debit"), "captured_posted"),
-        (posted("refund:", "credit"), "refunded_posted"),
+        (posted(postings.CAPTURE, "debit"), "captured_posted"),
+        (posted(postings.REFUND, "credit"), "refunded_posted"),
     ):
         for currency, total in session.execute(query):
             put(currency, field, total)
@@ -497,7 +502,8 @@ def _ledger_side(session: Session, period: Period) -> dict[str, dict[str, int]]:
         .select_from(line)
         .join(
             tx,
-            tx.external_id == literal(f"settlement:{period.provider}:").concat(line.line_key),
+            tx.external_id
+            == literal(postings.settlement_prefix(period.provider)).concat(line.line_key),
         )
         .join(Posting, Posting.transaction_id == tx.id)
         .join(Account, Account.id == Posting.account_id)

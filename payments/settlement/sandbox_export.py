@@ -15,9 +15,10 @@ import csv
 import datetime as dt
 from typing import TextIO
 
-from sqlalchemy import and_, literal, select
+from sqlalchemy import and_, select
 
 from ledger import JournalTransaction
+from payments import postings
 from payments.gateway import Gateway
 from payments.models import Payment, Refund
 from payments.money import CURRENCY_EXPONENTS, format_major
@@ -46,7 +47,7 @@ def export_day(gw: Gateway, provider: str, day: dt.date, out: TextIO) -> int:
         select(Payment.provider_reference, Payment.currency, Payment.amount_captured_minor)
         .join(
             JournalTransaction,
-            JournalTransaction.external_id == literal("capture:").concat(Payment.id),
+            JournalTransaction.external_id == postings.capture_id_of(Payment.id),
         )
         .where(
             Payment.provider == provider,
@@ -60,7 +61,7 @@ def export_day(gw: Gateway, provider: str, day: dt.date, out: TextIO) -> int:
         select(Refund.provider_reference, Refund.currency, Refund.amount_minor)
         .join(
             JournalTransaction,
-            JournalTransaction.external_id == literal("refund:").concat(Refund.id),
+            JournalTransaction.external_id == postings.refund_id_of(Refund.id),
         )
         .where(
             Refund.provider == provider,
