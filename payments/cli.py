@@ -26,7 +26,8 @@ from payments.money import format_major
 from payments.service import access, anchors, audit, demo, resolution
 from payments.settlement import imports, reports, sandbox_export
 from payments.settlement import payouts as payout_service
-from payments.settlement.items import NOT_BREAKS, ReconItem
+from payments.settlement.items import ReconItem
+from payments.settlement.statuses import NOT_BREAKS, ItemStatus
 from payments.webhooks import delivery
 from providers.sandbox import SandboxProvider
 
@@ -184,7 +185,7 @@ def settlements_import(file: Path, provider: str) -> None:
     with file.open("rb") as stream, progress.bar("importing", _line_count(file)) as advance:
 
         def report(done: int, total: int, summary: Counter[str]) -> None:
-            breaks = sum(count for status, count in summary.items() if status != "matched")
+            breaks = sum(count for status, count in summary.items() if status != ItemStatus.MATCHED)
             advance(done, f"matched {summary['matched']}, breaks {breaks}")
 
         result = _run(
@@ -269,7 +270,7 @@ def reconcile(
 
         def seen(item: ReconItem) -> None:
             tally["done"] += 1
-            if item.status == "matched":
+            if item.status == ItemStatus.MATCHED:
                 tally["matched"] += 1
             elif item.status not in NOT_BREAKS:
                 tally["breaks"] += 1

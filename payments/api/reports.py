@@ -14,8 +14,9 @@ from payments.api.context import gateway, principal
 from payments.api.openapi import ApiBlueprint
 from payments.schemas import ErrorSchema, Timestamp, answered, constant
 from payments.settlement import reports
-from payments.settlement.items import STATUSES, TOTAL_FIELDS
+from payments.settlement.items import TOTAL_FIELDS
 from payments.settlement.reconcile import LEDGER_FIELDS
+from payments.settlement.statuses import STATUSES
 
 blp = ApiBlueprint(
     "reports", __name__, url_prefix="/v1/reports", description="Reconciliation (finance)"

@@ -47,10 +47,11 @@ from payments.principal import Principal
 from payments.service.payments import Page, paginate
 from payments.settlement.formats import parser_for
 from payments.settlement.parsers import MalformedFile, ParsedLine, SettlementParser
+from payments.settlement.statuses import LINE_STATUSES, ItemStatus
 from payments.states import RefundStatus
 from providers.sandbox import SandboxProvider
 
-STATUSES = ("matched", "amount_mismatch", "currency_mismatch", "duplicate", "missing_in_gateway")
+STATUSES = LINE_STATUSES
 # Lines matched, stored and posted per round trip: bounds memory whatever the file's size
 # (a few MiB a chunk). Not fewer: each chunk's postings move the same few clearing and bank
 # accounts, and every version of an account row the import's own transaction writes stays
@@ -265,7 +266,7 @@ def _import_chunk(
     )
     fresh = [line for line in chunk if line.line_key not in known]
     # A line another file stated already is that file's: counted here, stored once.
-    summary["duplicate"] += len(chunk) - len(fresh)
+    summary[ItemStatus.DUPLICATE] += len(chunk) - len(fresh)
     payments = _payments(
         session, provider, [ln.provider_reference for ln in fresh if ln.type == "payment"]
     )
@@ -302,20 +303,20 @@ def _import_chunk(
         found = payments if line.type == "payment" else refunds
         target = found.get(line.provider_reference)
         if target is None:
-            status = "missing_in_gateway"
+            status = ItemStatus.MISSING_IN_GATEWAY
         else:
             row.update(agency_id=target.agency_id, livemode=target.livemode)
             row.update(payment_id=target.payment_id)
             if target.is_refund:
                 row.update(refund_id=target.id)
             if target.id in settled:
-                status = "duplicate"
+                status = ItemStatus.DUPLICATE
             elif line.currency != target.currency:
-                status = "currency_mismatch"
+                status = ItemStatus.CURRENCY_MISMATCH
             elif line.gross_minor != target.expected_gross:
-                status = "amount_mismatch"
+                status = ItemStatus.AMOUNT_MISMATCH
             else:
-                status = "matched"
+                status = ItemStatus.MATCHED
                 settled.add(target.id)
                 bearer = bearers.get(target.agency_id) if line.type == "payment" else None
                 row["fee_bearer"] = bearer
@@ -419,7 +420,7 @@ def _settled_before(session: Session, targets: list[str]) -> set[str]:
     """Which of these payments and refunds an earlier import settled (a matched line)."""
     if not targets:
         return set()
-    matched = SettlementLine.status == "matched"
+    matched = SettlementLine.status == ItemStatus.MATCHED.value
     by_payment = select(SettlementLine.payment_id).where(
         matched,
         SettlementLine.type == "payment",

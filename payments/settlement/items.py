@@ -10,18 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-STATUSES = (
-    "matched",
-    "amount_mismatch",
-    "currency_mismatch",
-    "duplicate",
-    "missing_in_gateway",
-    "missing_in_settlement",
-    "pending_settlement",
-)
-# Neither needs a finance officer: one agrees, the other is still inside the settlement lag.
-NOT_BREAKS = frozenset({"matched", "pending_settlement"})
-BREAKS = tuple(status for status in STATUSES if status not in NOT_BREAKS)
+from payments.settlement.statuses import STATUSES, ItemStatus
 
 # The keys of each currency's entry in the report's "totals": the number of items, the sum of
 # the gateway's captures and refunds, the sum of the settlement file's gross amounts, and the
@@ -29,8 +18,8 @@ BREAKS = tuple(status for status in STATUSES if status not in NOT_BREAKS)
 TOTAL_FIELDS = ("count", "gateway_amount", "settled_amount", "fee")
 
 # An item for which the gateway has no capture or refund, or the file has no line.
-_NO_GATEWAY_SIDE = frozenset({"missing_in_gateway"})
-_NO_SETTLEMENT_SIDE = frozenset({"missing_in_settlement", "pending_settlement"})
+_NO_GATEWAY_SIDE = frozenset({ItemStatus.MISSING_IN_GATEWAY})
+_NO_SETTLEMENT_SIDE = frozenset({ItemStatus.MISSING_IN_SETTLEMENT, ItemStatus.PENDING_SETTLEMENT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +54,10 @@ class ReconItem:
         if self.status in _NO_SETTLEMENT_SIDE and self.settled_currency is not None:
             raise ValueError(f"a {self.status} item has no settled currency")
         if self.settled_currency not in (None, self.currency) and self.status != (
-            "currency_mismatch"
+            ItemStatus.CURRENCY_MISMATCH
         ):
             raise ValueError("only a currency_mismatch item is settled in another currency")
-        if self.status == "matched" and (
+        if self.status == ItemStatus.MATCHED and (
             self.gateway_amount is None or self.gateway_amount != self.settled_amount
         ):
             raise ValueError("a matched item has equal gateway and settled amounts")
@@ -179,7 +168,7 @@ class ReconTotals:
 
     def summary(self) -> dict[str, int]:
         """Status -> count over the items added so far, every status present."""
-        counts = dict.fromkeys(STATUSES, 0)
+        counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
         for (_, status), bucket in self.by_currency_status.items():
             counts[status] += bucket.count
         return counts

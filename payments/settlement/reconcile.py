@@ -44,18 +44,13 @@ from ledger import Account, JournalTransaction, Posting
 from payments import postings
 from payments.models import Payment, ReconciliationResolution, Refund, SettlementLine
 from payments.postings import CLEARING, account_code
-from payments.settlement.items import (
-    STATUSES,
-    TOTAL_FIELDS,
-    Bucket,
-    ReconItem,
-    ReportHeader,
-)
+from payments.settlement.items import TOTAL_FIELDS, Bucket, ReconItem, ReportHeader
+from payments.settlement.statuses import STATUSES, ItemStatus
 from payments.states import RefundStatus
 
 ROWS_PER_FETCH = 2000
 # A line of one of these statuses pairs with the payment or refund it names.
-PAIRING = ("matched", "amount_mismatch", "currency_mismatch")
+PAIRING = (ItemStatus.MATCHED, ItemStatus.AMOUNT_MISMATCH, ItemStatus.CURRENCY_MISMATCH)
 LEDGER_FIELDS = (
     "captured",
     "captured_posted",
@@ -127,7 +122,7 @@ class Figures:
         return sum(
             count
             for status, count in self.summary.items()
-            if status not in ("matched", "pending_settlement")
+            if status not in (ItemStatus.MATCHED, ItemStatus.PENDING_SETTLEMENT)
         )
 
 
@@ -155,10 +150,10 @@ def line_status(session: Session, line: SettlementLine) -> str:
             other.provider == line.provider,
             same_target,
             other.status.in_(PAIRING),
-            or_(other.status == "matched", other.id < line.id),
+            or_(other.status == ItemStatus.MATCHED.value, other.id < line.id),
         )
     ).first()
-    return "duplicate" if earlier is not None else line.status
+    return ItemStatus.DUPLICATE if earlier is not None else line.status
 
 
 def unsettled_status(
@@ -175,7 +170,11 @@ def unsettled_status(
     span = Period(
         provider="", date_from=as_of.date(), date_to=as_of.date(), as_of=as_of, lag_days=lag_days
     )
-    return "missing_in_settlement" if made_at < span.missing_before else "pending_settlement"
+    return (
+        ItemStatus.MISSING_IN_SETTLEMENT
+        if made_at < span.missing_before
+        else ItemStatus.PENDING_SETTLEMENT
+    )
 
 
 def _line_rows(period: Period) -> Select[Any]:
@@ -191,21 +190,24 @@ def _line_rows(period: Period) -> Select[Any]:
         and_(line.type == "refund", other.refund_id == line.refund_id),
     )
     pairs = or_(
-        line.status == "matched",
+        line.status == ItemStatus.MATCHED.value,
         and_(
             line.status.in_(PAIRING[1:]),
             ~exists().where(
                 other.provider == line.provider,
                 same_target,
                 other.status.in_(PAIRING),
-                or_(other.status == "matched", other.id < line.id),
+                or_(other.status == ItemStatus.MATCHED.value, other.id < line.id),
             ),
         ),
     )
     status = case(
-        (line.status.in_(("duplicate", "missing_in_gateway")), line.status),
+        (
+            line.status.in_((ItemStatus.DUPLICATE.value, ItemStatus.MISSING_IN_GATEWAY.value)),
+            line.status,
+        ),
         (pairs, line.status),
-        else_=literal("duplicate"),
+        else_=literal(ItemStatus.DUPLICATE.value),
     )
     gateway_amount = case(
         (
@@ -218,7 +220,10 @@ def _line_rows(period: Period) -> Select[Any]:
         else_=null(),
     )
     gateway_currency = case(
-        (line.status == "currency_mismatch", func.coalesce(refund.currency, payment.currency)),
+        (
+            line.status == ItemStatus.CURRENCY_MISMATCH.value,
+            func.coalesce(refund.currency, payment.currency),
+        ),
         else_=line.currency,
     )
     gateway_at = func.coalesce(refund_tx.effective_at, capture_tx.effective_at)
@@ -328,8 +333,11 @@ def _gateway_rows(period: Period) -> Select[Any]:
     unpaired = captures.union_all(refunds).subquery("unpaired")
     resolution = ReconciliationResolution
     status = case(
-        (unpaired.c.gateway_at < period.missing_before, literal("missing_in_settlement")),
-        else_=literal("pending_settlement"),
+        (
+            unpaired.c.gateway_at < period.missing_before,
+            literal(ItemStatus.MISSING_IN_SETTLEMENT.value),
+        ),
+        else_=literal(ItemStatus.PENDING_SETTLEMENT.value),
     )
     return (
         select(
@@ -363,7 +371,7 @@ def figures(session: Session, period: Period) -> Figures:
     """The summary, totals per currency and per agency, and the ledger's side, from SQL."""
     by_currency: dict[str, Bucket] = {}
     by_agency: dict[tuple[str, str], Bucket] = {}
-    summary = dict.fromkeys(STATUSES, 0)
+    summary: dict[str, int] = dict.fromkeys(STATUSES, 0)
 
     def fold(
         status: str, agency: str | None, currency: str, settled_currency: str, row: Any
@@ -484,7 +492,7 @@ def _ledger_side(session: Session, period: Period) -> dict[str, dict[str, int]]:
     line = SettlementLine
     matched_in_period = and_(
         line.provider == period.provider,
-        line.status == "matched",
+        line.status == ItemStatus.MATCHED.value,
         line.settlement_date.between(period.date_from, period.date_to),
     )
     settled = (

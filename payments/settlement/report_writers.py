@@ -31,13 +31,13 @@ from openpyxl.utils import get_column_letter
 
 from payments.money import CURRENCY_NAMES_AR, exponent, format_major
 from payments.settlement.items import (
-    STATUSES,
     TOTAL_FIELDS,
     ReconItem,
     ReconTotals,
     ReportDetails,
     ReportHeader,
 )
+from payments.settlement.statuses import STATUSES, ItemStatus
 
 if TYPE_CHECKING:
     from openpyxl.cell.cell import Cell
@@ -63,13 +63,13 @@ CSV_COLUMNS = (
 )
 
 STATUS_LABELS: dict[str, tuple[str, str]] = {
-    "matched": ("مطابقة", "Matched"),
-    "amount_mismatch": ("اختلاف في المبلغ", "Amount mismatch"),
-    "currency_mismatch": ("اختلاف في العملة", "Currency mismatch"),
-    "duplicate": ("مكررة", "Duplicate"),
-    "missing_in_gateway": ("غير موجودة في البوابة", "Missing in gateway"),
-    "missing_in_settlement": ("غير موجودة في التسوية", "Missing in settlement"),
-    "pending_settlement": ("بانتظار التسوية", "Pending settlement"),
+    ItemStatus.MATCHED: ("مطابقة", "Matched"),
+    ItemStatus.AMOUNT_MISMATCH: ("اختلاف في المبلغ", "Amount mismatch"),
+    ItemStatus.CURRENCY_MISMATCH: ("اختلاف في العملة", "Currency mismatch"),
+    ItemStatus.DUPLICATE: ("مكررة", "Duplicate"),
+    ItemStatus.MISSING_IN_GATEWAY: ("غير موجودة في البوابة", "Missing in gateway"),
+    ItemStatus.MISSING_IN_SETTLEMENT: ("غير موجودة في التسوية", "Missing in settlement"),
+    ItemStatus.PENDING_SETTLEMENT: ("بانتظار التسوية", "Pending settlement"),
 }
 
 _CHUNK_BYTES = 64 * 1024

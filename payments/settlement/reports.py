@@ -23,9 +23,10 @@ from payments.ids import is_id, new_id
 from payments.models import Payment, ReconciliationResolution, Refund, Settlement, SettlementLine
 from payments.principal import Principal
 from payments.settlement import reconcile
-from payments.settlement.items import NOT_BREAKS, ReconItem, ReportDetails
+from payments.settlement.items import ReconItem, ReportDetails
 from payments.settlement.reconcile import Figures, Period
 from payments.settlement.report_writers import write_csv, write_json, write_xlsx
+from payments.settlement.statuses import NOT_BREAKS, ItemStatus
 
 FORMATS = {
     "json": ("application/json", write_json),
@@ -210,7 +211,7 @@ def resolve(gw: Gateway, provider: str, item: str, note: str, *, resolved_by: st
                 if line is None:
                     raise NotFound(f"no settlement line {item[:60]!r}", param="item")
                 status = reconcile.line_status(session, line)
-                if status == "matched":
+                if status == ItemStatus.MATCHED:
                     raise ValidationFailed("a matched line is not a break", param="item")
                 row.settlement_line_id, row.status = line.id, status
             else:
@@ -266,7 +267,7 @@ def _unsettled_target(
     )
     if status is None:
         raise NotFound(f"{item[:60]!r} was never captured or refunded", param="item")
-    if status == "pending_settlement":
+    if status == ItemStatus.PENDING_SETTLEMENT:
         raise ValidationFailed(
             "it is within the settlement lag: not a break until the acquirer's file is due",
             param="item",

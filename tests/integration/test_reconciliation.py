@@ -29,10 +29,10 @@ from payments import clock
 from payments.gateway import Gateway
 from payments.models import Event, ReconciliationResolution, SettlementLine
 from payments.money import parse_major
-from payments.settlement.items import STATUSES
 from payments.settlement.report_writers import CSV_COLUMNS, ITEM_COLUMNS, hijri_text
 from payments.settlement.reports import MAX_PERIOD_DAYS
 from payments.settlement.sandbox_file import HEADER
+from payments.settlement.statuses import STATUSES
 from payments.webhooks.models import DeliveryJob
 from tests.conftest import auth, count_rows
 from tests.integration.ledger_support import gateway_cli

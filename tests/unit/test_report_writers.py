@@ -18,13 +18,7 @@ from openpyxl.cell.cell import Cell
 from openpyxl.worksheet import _writer as sheet_writer
 
 from payments.money import MAX_AMOUNT_MINOR, format_major
-from payments.settlement.items import (
-    STATUSES,
-    ReconItem,
-    ReconTotals,
-    ReportDetails,
-    ReportHeader,
-)
+from payments.settlement.items import ReconItem, ReconTotals, ReportDetails, ReportHeader
 from payments.settlement.report_writers import (
     CSV_COLUMNS,
     ITEM_COLUMNS,
@@ -33,6 +27,7 @@ from payments.settlement.report_writers import (
     write_json,
     write_xlsx,
 )
+from payments.settlement.statuses import STATUSES
 
 Writer = Callable[..., None]
 WRITERS: dict[str, Writer] = {"json": write_json, "csv": write_csv, "xlsx": write_xlsx}
