@@ -245,6 +245,18 @@ def test_an_over_refund_is_refused_and_changes_nothing(world: World) -> None:
     assert world.refund("re_o1", reference, 1_000) is RefundOutcome.SUCCEEDED
 
 
+def test_a_refund_error_that_is_not_a_refusal_is_unknown(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scheme's system fault says nothing about the refund: never `failed`, which would
+    let an agency refund a second time."""
+    import providers.tranportal_simulator as simulator_module
+
+    reference = world.captured("att_r4", 1_000)
+    monkeypatch.setattr(simulator_module, "ERROR_OVER_REFUND", "SYSTEM_BUSY")
+    assert world.refund("re_s1", reference, 1_001) is RefundOutcome.UNKNOWN
+
+
 def test_the_same_refund_key_twice_is_one_refund(world: World) -> None:
     reference = world.captured("att_r4", 1_000)
     request = RefundRequest("re_s1", reference, 600, world.scheme.currency)
