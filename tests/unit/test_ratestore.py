@@ -1,38 +1,58 @@
-"""The rate limits' in-process counters: counted as `limits` counts them, swept without a
-thread per request."""
+"""The rate limits' in-process counters: counted as `limits`' fixed windows count, expired
+windows swept inline, no thread started."""
 
 from __future__ import annotations
 
-import time
+import threading
 
 from limits import parse
-from limits.storage import storage_from_string
+from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
-from payments.api.ratestore import SCHEME, SweptMemoryStorage
+from payments.api.ratestore import SCHEME, SWEEP_EVERY_S, ProcessCounters
 
 
-def test_the_scheme_names_the_swept_storage_and_it_limits_like_memory() -> None:
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_scheme_names_the_counters_and_they_limit_like_limits_memory() -> None:
     storage = storage_from_string(f"{SCHEME}://")
-    assert isinstance(storage, SweptMemoryStorage)
-    limiter = FixedWindowRateLimiter(storage)
+    assert isinstance(storage, ProcessCounters)
     three = parse("3/minute")
-    assert [limiter.hit(three, "key") for _ in range(4)] == [True, True, True, False]
+    ours = FixedWindowRateLimiter(storage)
+    theirs = FixedWindowRateLimiter(MemoryStorage())
+    assert [ours.hit(three, "key") for _ in range(5)] == [True, True, True, False, False]
+    assert [theirs.hit(three, "key") for _ in range(5)] == [True, True, True, False, False]
+    assert ours.get_window_stats(three, "key").remaining == 0
 
 
-def test_counting_starts_no_thread_and_expired_counters_are_swept() -> None:
-    storage = SweptMemoryStorage()
-    first_timer = storage.timer
-    first_timer.join()  # the one timer `limits` starts with the storage
-    storage.incr("live", 60)  # sweeps, and not again for a second
-    storage.incr("old", 0.01)
-    for _ in range(4):
-        storage.incr("live", 60)
-        time.sleep(0.015)  # past the 10 ms after which `limits` would start another timer
-    assert storage.timer is first_timer
-    assert storage.get("live") == 5
-    assert "old" in storage.storage  # not read since it expired, not swept yet
-    storage._next_sweep = 0.0  # as if a second had passed
+def test_a_window_ends_and_a_new_one_starts_with_the_next_hit() -> None:
+    clock = Clock()
+    storage = ProcessCounters(clock=clock)
+    assert [storage.incr("k", 60) for _ in range(3)] == [1, 2, 3]
+    assert storage.get_expiry("k") == 1_060.0
+    clock.now = 1_060.0
+    assert storage.get("k") == 0  # read after its window: zero at once
+    assert storage.incr("k", 60) == 1 and storage.get_expiry("k") == 1_120.0
+    storage.clear("k")
+    assert storage.get("k") == 0
+
+
+def test_expired_windows_are_swept_inline_and_no_thread_is_started() -> None:
+    clock = Clock()
+    before = threading.active_count()
+    storage = ProcessCounters(clock=clock)
+    storage.incr("old", 0.5)
     storage.incr("live", 60)
-    assert "old" not in storage.storage
-    assert storage.get("live") == 6
+    clock.now += 0.6
+    storage.incr("live", 60)  # within a second of the last sweep: nothing swept
+    assert storage.keys() == 2
+    clock.now += SWEEP_EVERY_S
+    storage.incr("live", 60)
+    assert storage.keys() == 1 and storage.get("live") == 3
+    assert threading.active_count() == before
