@@ -63,9 +63,10 @@ _lock = threading.Lock()
 
 
 def _build() -> _Metrics:
-    if os.environ.get(MULTIPROC_ENV) and not getattr(values.ValueClass, "_multiprocess", False):
+    if os.environ.get(MULTIPROC_ENV):
         # prometheus_client picks its value class when first imported, which may have been
-        # before `gateway serve` named the directory: pick again now that it is known.
+        # before `gateway serve` named the directory: pick again now that it is known (the
+        # metrics below are the first of this process to use it).
         values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
     registry = CollectorRegistry(auto_describe=True)
     return _Metrics(
