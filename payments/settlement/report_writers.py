@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -299,13 +300,13 @@ def number_format(currency: str) -> str:
 def _amount_cell(ws: WriteOnlyWorksheet, amount_minor: int | None, currency: str) -> Cell | None:
     if amount_minor is None:
         return None
-    # A spreadsheet number is a double, so the cell gets the double nearest the exact amount:
-    # Python divides two ints with correct rounding, which is the double Excel stores when the
-    # amount is typed by hand. An amount up to MAX_AMOUNT_MINOR has at most 13 significant
-    # digits, fewer than the 15 a double keeps and Excel shows, so the cell reads as exactly
-    # the amount. openpyxl writes the double with 16 significant digits, which parse back to
-    # the same double.
-    cell = WriteOnlyCell(ws, value=amount_minor / 10 ** exponent(currency))
+    # The exact amount in major units, as a Decimal: the file holds its digits as written
+    # (`12.500`), never a float's. Excel reads it into the double nearest it, as if typed by
+    # hand; an amount up to MAX_AMOUNT_MINOR has at most 13 significant digits, fewer than
+    # the 15 a double keeps and Excel shows, so the cell reads as exactly the amount.
+    exact = Decimal(amount_minor).scaleb(-exponent(currency))
+    # openpyxl takes a Decimal as a number (its NUMERIC_TYPES); its type stubs leave it out.
+    cell = WriteOnlyCell(ws, value=exact)  # type: ignore[arg-type]
     cell.number_format = number_format(currency)
     return cell
 
