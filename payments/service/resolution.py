@@ -26,12 +26,22 @@ from payments.service.outcomes import (
     no_acquirer,
     send_action,
 )
-from payments.states import PaymentStatus, RefundStatus
+from payments.service.payments import return_late_capture
+from payments.states import AttemptStatus, FailureCode, PaymentStatus, RefundStatus
 from payments.webhooks.delivery import deliver_due
-from providers import Outcome, Provider, ProviderResult, RefundOutcome, RefundResult
+from providers import (
+    Outcome,
+    Provider,
+    ProviderResult,
+    RedirectProvider,
+    RefundOutcome,
+    RefundResult,
+)
 
 log = logging.getLogger(__name__)
 BATCH = 100
+# When the worker asks a scheme again about an attempt it gave up as abandoned.
+LATE_CAPTURE_CHECKS_S = (3600, 86400)
 
 
 @dataclasses.dataclass
@@ -45,6 +55,7 @@ class PassReport:
     webhooks_delivered: int = 0
     webhooks_retrying: int = 0
     webhooks_failed: int = 0
+    late_captures_checked: int = 0
 
 
 def _give_up_authentication(provider: Provider, attempt: Attempt) -> ProviderResult:
@@ -163,11 +174,60 @@ def resolve_attempt(
             return  # answered meanwhile
         if apply_result(session, payment, row, result, payer_may_retry=payer_may_retry):
             no_acquirer(session, payment, row)  # the acquirer never charged
+        if _given_up_at_a_scheme(gw, row):
+            row.checks = 0
+            row.next_check_at = clock.now() + dt.timedelta(seconds=LATE_CAPTURE_CHECKS_S[0])
         if row.pending_action is None:
             report.attempts_resolved += 1
             log.info("attempt resolved", extra={"attempt": row.id, "status": payment.status})
         else:
             report.attempts_waiting += 1
+
+
+def _given_up_at_a_scheme(gw: Gateway, attempt: Attempt) -> bool:
+    """An attempt at a national scheme closed as abandoned: the payer may still pay on the
+    scheme's page later, so the worker looks again (`watch_late_captures`)."""
+    return (
+        attempt.pending_action is None
+        and attempt.status == AttemptStatus.DECLINED
+        and attempt.decline_code == FailureCode.ABANDONED
+        and attempt.provider in gw.providers
+        and isinstance(gw.providers.get(attempt.provider), RedirectProvider)
+    )
+
+
+def watch_late_captures(gw: Gateway, report: PassReport) -> None:
+    """Ask the scheme again about attempts given up as abandoned, an hour and a day after: money
+    a payer paid on the scheme's page after all is given straight back (`return_late_capture`),
+    whether or not they ever came back to the gateway."""
+    now = clock.now()
+    with gw.db.read() as session:
+        due = list(
+            session.execute(
+                select(Attempt, Payment.currency)
+                .join(Payment, Payment.id == Attempt.payment_id)
+                .where(
+                    Attempt.pending_action.is_(None),
+                    Attempt.status == AttemptStatus.DECLINED.value,
+                    Attempt.decline_code == FailureCode.ABANDONED.value,
+                    Attempt.next_check_at <= now,
+                )
+                .order_by(Attempt.next_check_at)
+                .limit(BATCH)
+            ).all()
+        )
+    for attempt, currency in due:
+        return_late_capture(gw, attempt, currency)
+        with gw.db.transaction() as session:
+            row = session.get(Attempt, attempt.id, with_for_update=True)
+            assert row is not None
+            row.checks += 1
+            row.next_check_at = (
+                now + dt.timedelta(seconds=LATE_CAPTURE_CHECKS_S[row.checks])
+                if row.checks < len(LATE_CAPTURE_CHECKS_S)
+                else None
+            )
+        report.late_captures_checked += 1
 
 
 def resolve_refunds(gw: Gateway, report: PassReport) -> None:
@@ -242,6 +302,7 @@ def run_pass(gw: Gateway) -> PassReport:
     report = PassReport()
     resolve_attempts(gw, report)
     resolve_refunds(gw, report)
+    watch_late_captures(gw, report)
     expire_payments(gw, report)
     purge_idempotency_keys(gw, report)
     seal_ledger(gw, report)

@@ -318,3 +318,41 @@ def test_reloading_the_return_never_pushes_the_worker_s_inquiry_back(
         after = session.execute(select(Attempt.checks, Attempt.next_check_at)).one()
     assert after.checks == before.checks
     assert after.next_check_at <= before.next_check_at
+
+
+def test_a_late_payment_the_payer_never_returns_from_is_found_and_returned(
+    client: FlaskClient,
+    gw: Gateway,
+    key: str,
+    scheme: Scheme,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Given up as abandoned, then paid on the scheme's page after all, and the window closed:
+    the worker looks again an hour later, finds the money taken, and gives it back."""
+    payment = _create(client, key, scheme)
+    address = _to_scheme(client, scheme, page_path(payment))
+    start = clock.now()
+    given_up = start + dt.timedelta(minutes=40)
+    clock.set_clock(lambda: given_up)
+    resolution.run_pass(gw)
+    assert _payment(client, key, payment["id"])["status"] == "failed"
+    _choose(client, address, "approve")  # paid late; the callback never reaches the gateway
+    assert resolution.run_pass(gw).late_captures_checked == 0  # not yet due
+    an_hour_on = given_up + dt.timedelta(hours=1, minutes=1)
+    clock.set_clock(lambda: an_hour_on)
+    with caplog.at_level(logging.ERROR):
+        assert resolution.run_pass(gw).late_captures_checked == 1
+    assert "a scheme captured a payment the gateway had closed" in caplog.text
+    with gw.db.read() as session:
+        attempt_id, due = session.execute(
+            select(Attempt.id, Attempt.next_check_at).where(Attempt.payment_id == payment["id"])
+        ).one()
+    refund = gw.providers.get(scheme.name).refund_status(f"{attempt_id}-late")
+    assert refund.outcome is RefundOutcome.SUCCEEDED
+    assert due is not None  # and once more a day on, then no more
+    a_day_on = an_hour_on + dt.timedelta(days=1, minutes=1)
+    clock.set_clock(lambda: a_day_on)
+    assert resolution.run_pass(gw).late_captures_checked == 1
+    assert resolution.run_pass(gw).late_captures_checked == 0
+    assert _payment(client, key, payment["id"])["status"] == "failed"
+    assert audit(gw).ok
