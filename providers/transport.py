@@ -1,15 +1,13 @@
-"""How a scheme adapter's server-to-server calls (inquiries, refunds) reach the scheme: over
-HTTP with a timeout, or, for the local simulators, to the simulator's handler in this process
-with the very bytes that would cross the wire."""
+"""How a scheme adapter's server-to-server calls (inquiries, refunds) reach the scheme: the
+`Transport` protocol, and for the local simulators the simulator's handler in this process,
+with the very bytes that would cross the wire. A live terminal's HTTP transport (a timeout on
+every call, no redirects followed) comes with the configuration of live terminals."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Protocol
-
-import requests
-import urllib3.exceptions
 
 
 class TransportError(Exception):
@@ -30,38 +28,6 @@ class Reply:
 
 class Transport(Protocol):
     def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Reply: ...
-
-
-class HttpTransport:
-    """POST over HTTP(S), never following redirects, within `timeout_s`."""
-
-    def __init__(self, timeout_s: float = 20.0) -> None:
-        assert timeout_s > 0, "every scheme call needs a timeout"
-        self.timeout_s = timeout_s
-        self._session = requests.Session()
-
-    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Reply:
-        try:
-            response = self._session.post(
-                url, data=body, headers=dict(headers), timeout=self.timeout_s, allow_redirects=False
-            )
-        except requests.exceptions.ConnectTimeout as exc:
-            raise TransportError(f"could not connect: {type(exc).__name__}", sent=False) from None
-        except requests.exceptions.ConnectionError as exc:
-            sent = not _refused_before_sending(exc)
-            raise TransportError(f"connection failed: {type(exc).__name__}", sent=sent) from None
-        except requests.exceptions.RequestException as exc:
-            raise TransportError(f"request failed: {type(exc).__name__}", sent=True) from None
-        return Reply(
-            response.status_code, response.content, response.headers.get("Content-Type", "")
-        )
-
-
-def _refused_before_sending(exc: requests.exceptions.ConnectionError) -> bool:
-    inner = exc.args[0] if exc.args else None
-    if isinstance(inner, urllib3.exceptions.MaxRetryError):
-        inner = inner.reason
-    return isinstance(inner, urllib3.exceptions.NewConnectionError)
 
 
 Handler = Callable[[bytes, Mapping[str, str]], Reply]

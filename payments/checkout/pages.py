@@ -277,7 +277,7 @@ def card(token: str) -> Response:
 def scheme(token: str, method: str) -> Response:
     """The payer chose a national scheme: off to the scheme's own page."""
     payment_id = _payment_id(token)
-    _view(payment_id)
+    view = _view(payment_id)
     lang = texts.language(request.form.get("lang"))
     if not security.csrf_ok():
         return error_page(400, "csrf", page_url(token, lang))
@@ -289,7 +289,7 @@ def scheme(token: str, method: str) -> Response:
             payment_id,
             method,
             return_to=return_to,
-            language=lang or _view(payment_id).language,
+            language=lang or view.language,
         )
     except Conflict:
         return see_other(page_url(token, lang))  # paid, cancelled or expired meanwhile

@@ -25,8 +25,6 @@ from providers import RefundOutcome
 from tests.conftest import auth, new_agency
 from tests.integration.test_checkout_pages import csrf_of, local, open_page, page_path, see_other
 
-PUBLIC = "http://gateway.test"
-
 
 @dataclasses.dataclass(frozen=True)
 class Scheme:
