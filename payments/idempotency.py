@@ -1,8 +1,12 @@
 """Idempotency keys: the first request under a key runs, repeats replay its response.
 
-The key row is inserted and committed before the work starts, so a concurrent repeat fails
-on the unique constraint and answers 409 instead of doing the work twice. The row holds a
-lease (`locked_until`) with a token naming its holder. A request that dies in flight (the
+The key row is written in the work's own first transaction (`committed`, or `answered` when
+that transaction also holds the answer): a concurrent repeat blocks on the key's unique index,
+finds the key taken (`KeyTaken`), rolls its own work back, and replays or answers 409 instead
+of doing the work twice. Work that cannot say where it commits claims the key beforehand, in a
+transaction of its own (`begin`), as does a request whose work stopped before its claim, to
+learn what a repeat must answer. The row holds a lease (`locked_until`) with a token naming
+its holder. A request that dies in flight (the
 process killed) leaves its key started; a repeat after the lease takes the key over with a new
 token. Work done under a key records, in the same transaction as the work, the payment or
 refund it committed (`committed`), and only while its holder still holds the key, so a dead
@@ -19,6 +23,7 @@ is kept without its body, so a repeat reissues it from the object as the take-ov
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import datetime as dt
@@ -28,9 +33,12 @@ import hmac
 import json
 import logging
 import secrets
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,6 +46,7 @@ from payments import clock
 from payments.errors import Conflict, ValidationFailed
 from payments.gateway import Gateway
 from payments.models import IdempotencyRecord
+from statements import prepared
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +76,24 @@ class Claim:
     replay: bool = False
 
 
+class KeyTaken(Exception):
+    """The work's transaction found its Idempotency-Key written by another request: it rolls
+    back, and the request learns what to answer (`begin`)."""
+
+
+Render = Callable[[Any], Any]  # the work's answer, from the object it made or moved
+
+
 @dataclasses.dataclass
 class _Holding:
-    claim: Claim
+    """A request's Idempotency-Key: asked for (`asked`, no row yet) until a transaction claims
+    it (`claim`); `answer` once the work's transaction committed its answer with the key."""
+
+    asked: Asked | None
+    claim: Claim | None = None
     withhold_answer: bool = False
+    render: Render | None = None
+    answer: tuple[Any, Any] | None = None  # the work's object, and the answer kept of it
 
 
 _held: contextvars.ContextVar[_Holding | None] = contextvars.ContextVar(
@@ -170,9 +193,28 @@ def fingerprint_keys(gw: Gateway) -> tuple[FingerprintKey, ...]:
     return (current, fingerprint_key(previous)) if previous else (current,)
 
 
+@dataclasses.dataclass(frozen=True)
+class Asked:
+    """A request's Idempotency-Key and fingerprint, before any row of it is written."""
+
+    api_key_id: str
+    key: str
+    request: Request
+    digest: str
+    key_id: str
+    lease: dt.timedelta
+
+
+def asked(gw: Gateway, api_key_id: str, key: str, request: Request) -> Asked:
+    """The key and the fingerprint of `request` under the current fingerprint key."""
+    current = fingerprint_keys(gw)[0]
+    lease = dt.timedelta(seconds=gw.settings.idempotency_lease_s)
+    return Asked(api_key_id, key, request, request.fingerprint(current), current.id, lease)
+
+
 def begin(gw: Gateway, api_key_id: str, key: str, request: Request) -> Replay | Claim:
-    """Claim the key for this request (taking it over if its holder's lease ran out), or say
-    what a repeat must answer."""
+    """Claim the key for this request in a transaction of its own (taking it over if its
+    holder's lease ran out), or say what a repeat must answer."""
     lease = dt.timedelta(seconds=gw.settings.idempotency_lease_s)
     keys = fingerprint_keys(gw)
     digest = request.fingerprint(keys[0])
@@ -233,13 +275,19 @@ def begin(gw: Gateway, api_key_id: str, key: str, request: Request) -> Replay | 
     raise _in_use()
 
 
-def hold(claim: Claim | None) -> contextvars.Token[_Holding | None]:
-    """Make `claim` the current request's, for `committed` and `recovered`."""
-    return _held.set(_Holding(claim) if claim is not None else None)
+def hold(claim: Claim | None, asked: Asked | None = None) -> contextvars.Token[_Holding | None]:
+    """Make the current request's key `claim` (held already) or `asked` (for its work to
+    claim), for the work's `committed`, `answered` and `recovered`."""
+    return _held.set(_Holding(asked, claim))
 
 
 def let_go(token: contextvars.Token[_Holding | None]) -> None:
     _held.reset(token)
+
+
+def holding() -> _Holding | None:
+    """The current request's key, if it sent one."""
+    return _held.get()
 
 
 def _claim() -> Claim | None:
@@ -267,31 +315,142 @@ def answer_withheld() -> bool:
     return holding is not None and holding.withhold_answer
 
 
-def committed(session: Session, object_id: str) -> None:
-    """Record, in the transaction of the work itself, the object this request's key made or
-    moved; refused (and the work rolled back) if another request has taken the key over."""
-    claim = _claim()
-    if claim is None:
+@contextlib.contextmanager
+def rendering(render: Render) -> Iterator[None]:
+    """While the block runs, `answered` keeps the answer `render` makes of the work's object
+    (an HTTP response) with the key, in the work's transaction."""
+    holding = _held.get()
+    if holding is None:
+        yield
         return
-    moved = session.execute(
-        update(IdempotencyRecord)
-        .where(
-            IdempotencyRecord.api_key_id == claim.api_key_id,
-            IdempotencyRecord.key == claim.key,
-            IdempotencyRecord.lease_token == claim.token,
-        )
-        .values(recovery_object=object_id)
-        .execution_options(synchronize_session=False)
+    holding.render = render
+    try:
+        yield
+    finally:
+        holding.render = None
+
+
+def _insert(session: Session) -> Any:
+    """INSERT of a key row that does nothing where the key is written already: a concurrent
+    writer's uncommitted row is waited for first (PostgreSQL; SQLite writes one at a time)."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    return _INSERT_PG if postgresql else _INSERT_SQLITE
+
+
+_INSERT_PG = pg_insert(IdempotencyRecord).on_conflict_do_nothing(
+    index_elements=["api_key_id", "key"]
+)
+_INSERT_SQLITE = sqlite_insert(IdempotencyRecord).on_conflict_do_nothing(
+    index_elements=["api_key_id", "key"]
+)
+
+
+def _claim_in(session: Session, holding: _Holding, object_id: str, **answer: Any) -> None:
+    """Write the key row in the work's transaction, naming `object_id` (and, with `answer`,
+    finished with it); KeyTaken if another request wrote the key first."""
+    asked, now = holding.asked, clock.now()
+    assert asked is not None, "a key held from the start is claimed already"
+    token = secrets.token_hex(16)
+    written = prepared.run(
+        session.connection(),
+        _insert(session),
+        {
+            "api_key_id": asked.api_key_id,
+            "key": asked.key,
+            "request_hash": asked.digest,
+            "request_key": asked.key_id,
+            "state": FINISHED if answer else STARTED,
+            "created_at": now,
+            "locked_until": now + asked.lease,
+            "lease_token": token,
+            "recovery_object": object_id,
+            **answer,
+        },
     )
-    if moved.rowcount != 1:  # type: ignore[attr-defined]
+    if written.rowcount != 1:
+        raise KeyTaken(asked.key)
+    holding.claim = Claim(asked.api_key_id, asked.key, token)
+
+
+def _update_held(session: Session, claim: Claim, **values: Any) -> None:
+    """Change the key's row while this request still holds it; refused (and the work rolled
+    back) if another request has taken it over."""
+    moved = prepared.run(
+        session.connection(),
+        _UPDATE_HELD,
+        {
+            "held_api_key_id": claim.api_key_id,
+            "held_key": claim.key,
+            "held_token": claim.token,
+            **values,
+        },
+    )
+    if moved.rowcount != 1:
         raise _in_use()
 
 
-def finish(gw: Gateway, claim: Claim, status: int, body: str | None) -> None:
-    """Keep the response for repeats, unless another request has taken the key over; with no
-    `body`, only its status: a repeat answers the recorded object afresh."""
+_UPDATE_HELD = update(IdempotencyRecord).where(
+    IdempotencyRecord.api_key_id == bindparam("held_api_key_id"),
+    IdempotencyRecord.key == bindparam("held_key"),
+    IdempotencyRecord.lease_token == bindparam("held_token"),
+)
+
+
+def committed(session: Session, object_id: str) -> None:
+    """Record, in the transaction of the work itself, the object this request's key made or
+    moved: the key is claimed here if the request has not claimed it yet (KeyTaken if another
+    request did), and refused (the work rolled back) if another request has taken it over."""
+    holding = _held.get()
+    if holding is None:
+        return
+    if holding.claim is None:
+        _claim_in(session, holding, object_id)
+    else:
+        _update_held(session, holding.claim, recovery_object=object_id)
+
+
+def answered(session: Session, object_id: str, obj: Any) -> None:
+    """Record, in the work's last transaction, that `obj` is the request's answer: the key is
+    finished with the answer made of it (`rendering`), so that the answer and the work commit
+    together. Without a way to make the answer, as `committed`."""
+    holding = _held.get()
+    if holding is None:
+        return
+    if holding.render is None:
+        committed(session, object_id)
+        return
+    answer = holding.render(obj)
+    kept = {
+        "response_status": answer.status_code,
+        "response_body": None if holding.withhold_answer else answer.get_data(as_text=True),
+    }
+    if holding.claim is None:
+        _claim_in(session, holding, object_id, **kept)
+    else:
+        _update_held(session, holding.claim, state=FINISHED, recovery_object=object_id, **kept)
+    holding.answer = (obj, answer)
+
+
+def kept_answer(obj: Any) -> Any:
+    """The answer the work kept with the key for `obj`, if it kept one, to send as it is."""
+    holding = _held.get()
+    if holding is None or holding.answer is None or holding.answer[0] is not obj:
+        return None
+    return holding.answer[1]
+
+
+def answer_kept(response: Any) -> bool:
+    """Whether `response` is the answer the work kept with the key in its own transaction."""
+    holding = _held.get()
+    return holding is not None and holding.answer is not None and holding.answer[1] is response
+
+
+def finish(gw: Gateway, claim: Claim, status: int, body: str | None) -> bool:
+    """Keep the response for repeats, unless another request has taken the key over (or the
+    key's row never committed); with no `body`, only its status: a repeat answers the recorded
+    object afresh. Whether it was kept."""
     with gw.db.transaction() as session:
-        session.execute(
+        kept = session.execute(
             update(IdempotencyRecord)
             .where(
                 IdempotencyRecord.api_key_id == claim.api_key_id,
@@ -301,6 +460,7 @@ def finish(gw: Gateway, claim: Claim, status: int, body: str | None) -> None:
             .values(state=FINISHED, response_status=status, response_body=body)
             .execution_options(synchronize_session=False)
         )
+    return bool(kept.rowcount)  # type: ignore[attr-defined]
 
 
 def release(gw: Gateway, claim: Claim) -> None:

@@ -6,7 +6,7 @@ import json
 
 from sqlalchemy.orm import Session
 
-from payments import clock, rows
+from payments import clock, store
 from payments.ids import new_id
 from payments.models import Event, Payment, Refund
 from payments.schemas import PaymentSummarySchema, RefundSchema
@@ -44,7 +44,7 @@ def _record(
         body=json.dumps(body, separators=(",", ":"), ensure_ascii=False, sort_keys=True),
         created_at=created_at,
     )
-    rows.insert(session, event)
+    store.add(session, event)
     enqueue(session, event)  # the webhook deliveries it owes commit with it
     return event
 

@@ -10,10 +10,11 @@ import re
 import uuid
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from payments import i18n, idempotency
+from payments.api import keys
 from payments.api.context import caller, gateway
 from payments.errors import (
     GatewayError,
@@ -205,26 +206,35 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _claim_idempotency_key() -> Response | None:
+    """Hold the request's Idempotency-Key: claimed by the view's own work where it claims it
+    there (`keys.claimed_in_work`), else now, in a transaction of its own, which may answer a
+    repeat at once."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
     idempotency.check_key(key)
-    asked = idempotency.Request(request.method, request.path, g.body)
-    claimed = idempotency.begin(gateway(), g.principal.key_id, key, asked)
+    sent = idempotency.Request(request.method, request.path, g.body)
+    if keys.claims_in_work(current_app.view_functions.get(request.endpoint or "")):
+        asked = idempotency.asked(gateway(), g.principal.key_id, key, sent)
+        g.idempotency_held = idempotency.hold(None, asked)
+        return None
+    claimed = idempotency.begin(gateway(), g.principal.key_id, key, sent)
     if isinstance(claimed, idempotency.Replay):
-        response = Response(claimed.body, status=claimed.status, mimetype="application/json")
-        response.headers["Idempotent-Replayed"] = "true"
-        return response
-    g.idempotency_claim = claimed
+        return keys.replayed(claimed)
     g.idempotency_held = idempotency.hold(claimed)
     return None
 
 
-def _settle_key(claim: idempotency.Claim, response: Response) -> None:
-    """Keep the answer under its Idempotency-Key, or give the key up. If the database went
-    away after the work was done, the answer still goes out: the key stays `started`, its
-    lease runs out, and a retry answers from what the work committed (API.md §2). An answer
-    that carries a secret is kept without its body; its repeats answer the object afresh."""
+def _settle_key(response: Response) -> None:
+    """Keep the answer under its Idempotency-Key, or give the key up, unless the work kept it
+    in its own transaction. If the database went away after the work was done, the answer
+    still goes out: the key stays `started`, its lease runs out, and a retry answers from what
+    the work committed (API.md §2). An answer that carries a secret is kept without its body;
+    its repeats answer the object afresh."""
+    holding = idempotency.holding()
+    claim = holding.claim if holding is not None else None
+    if claim is None or idempotency.answer_kept(response):
+        return  # nothing written under the key, or the work kept this answer with it
     if claim.replay:
         response.headers["Idempotent-Replayed"] = "true"
         return
@@ -255,9 +265,8 @@ def install(app: Flask) -> None:
     def _after(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
         response.headers.setdefault("Cache-Control", "no-store")
-        claim = g.pop("idempotency_claim", None)
-        if claim is not None:
-            _settle_key(claim, response)
+        if "idempotency_held" in g:
+            _settle_key(response)
         return response
 
     @app.teardown_request

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from payments.api.context import agency_principal, gateway, principal
+from payments.api.keys import claimed_in_work
 from payments.api.openapi import ApiBlueprint
 from payments.models import Payment
 from payments.schemas import (
@@ -40,6 +41,7 @@ def listing(rows: list[Any], has_more: bool) -> dict[str, Any]:
     },
 )
 @blp.response(201, PaymentSchema)
+@claimed_in_work(201, PaymentSchema())
 @blp.alt_response(422, schema=ErrorSchema, description="Invalid request")
 def create_payment(args: dict[str, Any]) -> Payment:
     """Create a payment."""
@@ -93,6 +95,7 @@ def get_payment(payment_id: str) -> Payment:
     },
 )
 @blp.response(200, PaymentSchema)
+@claimed_in_work(200, PaymentSchema())
 @blp.alt_response(409, schema=ErrorSchema, description="The payment's status forbids it")
 def confirm_payment(args: dict[str, Any], payment_id: str) -> Payment:
     """Pay with a card server-to-server; a decline answers 200 with `status: failed`."""
@@ -114,6 +117,7 @@ def confirm_payment(args: dict[str, Any], payment_id: str) -> Payment:
 @blp.route("/<string:payment_id>/capture", methods=["POST"], errors=(403, 502))
 @blp.arguments(CaptureSchema(), example={"amount": 12500})
 @blp.response(200, PaymentSchema)
+@claimed_in_work(200, PaymentSchema())
 @blp.alt_response(409, schema=ErrorSchema, description="Only from requires_capture")
 def capture_payment(args: dict[str, Any], payment_id: str) -> Payment:
     """Capture an authorised payment, in full or in part."""
@@ -123,6 +127,7 @@ def capture_payment(args: dict[str, Any], payment_id: str) -> Payment:
 @blp.route("/<string:payment_id>/cancel", methods=["POST"], errors=(403, 502))
 @blp.arguments(CancelSchema())
 @blp.response(200, PaymentSchema)
+@claimed_in_work(200, PaymentSchema())
 @blp.alt_response(409, schema=ErrorSchema, description="Only from created or requires_capture")
 def cancel_payment(_args: dict[str, Any], payment_id: str) -> Payment:
     """Cancel a payment that has not been charged."""

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import ledger
-from payments import clock, metrics, postings, rows
+from payments import clock, metrics, postings, store
 from payments.ids import new_id
 from payments.models import Attempt, Payment, Refund
 from payments.outbox import payment_event, refund_event
@@ -181,7 +181,7 @@ def open_attempt(
         created_at=now,
         updated_at=now,
     )
-    rows.insert(session, attempt)
+    store.add(session, attempt)
     return attempt
 
 

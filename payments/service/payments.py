@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from payments import clock, idempotency, metrics, rows
+from payments import clock, idempotency, metrics, store
 from payments.errors import Conflict, NotFound, ProviderFailed, ValidationFailed
 from payments.gateway import Gateway
 from payments.ids import is_id, new_id
@@ -35,7 +35,6 @@ from payments.states import AttemptStatus, PaymentStatus, check_transition
 from providers import AuthorizeRequest, Card, Outcome, ProviderResult, RefundRequest
 from providers.cards import brand, digits_only, expired, fingerprint, luhn_ok
 from providers.mada import is_mada
-from statements import prepared
 
 log = logging.getLogger(__name__)
 PAST = {"capture": "captured", "cancel": "cancelled"}
@@ -73,63 +72,36 @@ class Page:
 QueryT = TypeVar("QueryT", bound=Select[*tuple[Any, ...]])
 
 
-def _own(query: QueryT, model: Any) -> QueryT:
-    """`query` restricted to the agency and mode bound as `agency_id` and `livemode`."""
-    return query.where(
-        model.agency_id == bindparam("agency_id"), model.livemode == bindparam("livemode")
-    )
-
-
-def _scope(principal: Principal | None) -> dict[str, Any]:
-    """What `_own` binds for a principal that sees only its agency's objects in its mode; empty
-    for one that sees them all (finance) and for none (the hosted page, whose signed token
-    already names the payment)."""
+def scope_of(principal: Principal | None) -> store.Scope | None:
+    """The objects a principal may see: its agency's in its mode; all of them for finance and
+    for none (the hosted page, whose signed token already names the payment)."""
     if principal is None or principal.is_finance:
-        return {}
-    return {"agency_id": principal.agency_id, "livemode": principal.livemode}
+        return None
+    assert principal.agency_id is not None
+    return store.Scope(principal.agency_id, principal.livemode)
 
 
 def scoped(query: QueryT, model: Any, principal: Principal) -> QueryT:
     """Restrict a query to what the principal may see: its agency and mode, or all (finance)."""
-    scope = _scope(principal)
-    return _own(query, model).params(scope) if scope else query
-
-
-# The hot path's reads, built once with bound parameters and run on the driver's cursor
-# (`statements.prepared`): (the principal's own only, locked).
-_PAYMENT = select(*rows.columns_of(Payment)).where(Payment.id == bindparam("payment_id"))
-_PAYMENTS = {
-    (False, False): _PAYMENT,
-    (False, True): _PAYMENT.with_for_update(),
-    (True, False): _own(_PAYMENT, Payment),
-    (True, True): _own(_PAYMENT, Payment).with_for_update(),
-}
-# The payment and one of its attempts, locked in one statement: payment first, as everywhere
-# (PostgreSQL locks a join's rows in the order of its FROM list).
-_WITH_ATTEMPT = (
-    select(*rows.columns_of(Payment), *rows.columns_of(Attempt))
-    .select_from(Payment)
-    .join(Attempt, Attempt.payment_id == Payment.id)
-    .where(Payment.id == bindparam("payment_id"), Attempt.id == bindparam("attempt_id"))
-    .with_for_update()
-)
-_WITH_ATTEMPTS = {False: _WITH_ATTEMPT, True: _own(_WITH_ATTEMPT, Payment)}
-_PAYMENT_WIDTH = len(rows.columns_of(Payment))
+    scope = scope_of(principal)
+    if scope is None:
+        return query
+    return query.where(model.agency_id == scope.agency_id, model.livemode == scope.livemode)
 
 
 def load_payment(
-    session: Session, principal: Principal, payment_id: str, *, lock: bool = False
+    session: Session, principal: Principal | None, payment_id: str, *, lock: bool = False
 ) -> Payment:
-    if not is_id(payment_id, "pay"):
+    """The payment if the principal may see it (any, for the hosted page's `None`); `lock`:
+    locked until the transaction ends."""
+    payment = (
+        store.payment(session, payment_id, scope_of(principal), lock=lock)
+        if is_id(payment_id, "pay")
+        else None
+    )
+    if payment is None:
         raise NotFound(f"no payment {payment_id[:40]!r}", param="id")
-    scope = _scope(principal)
-    rows.flush(session)
-    found = prepared.run(
-        session.connection(), _PAYMENTS[bool(scope), lock], {"payment_id": payment_id, **scope}
-    ).rows
-    if not found:
-        raise NotFound(f"no payment {payment_id}", param="id")
-    return rows.loaded(session, Payment, found[0])
+    return payment
 
 
 def paginate(
@@ -182,9 +154,9 @@ def create_payment(gw: Gateway, principal: Principal, new: NewPayment) -> Paymen
             updated_at=now,
             expires_at=now + dt.timedelta(seconds=gw.settings.payment_expiry_s),
         )
-        rows.insert(session, payment)
+        store.add(session, payment)
         metrics.payment_moved(session, payment.status, payment.provider)
-        idempotency.committed(session, payment_id)
+        idempotency.answered(session, payment_id, payment)
     log.info("payment created", extra={"payment": payment_id, "agency": agency.id})
     return payment
 
@@ -242,17 +214,6 @@ def _call(what: str, provider: str, call: Any, *args: Any) -> Any:
     error = result.outcome.value if failed else None
     metrics.acquirer_call(provider, what, time.perf_counter() - started, error)
     return result
-
-
-def _load_for_update(session: Session, principal: Principal | None, payment_id: str) -> Payment:
-    """The payment, locked: scoped to the principal's agency, or (the payer's hosted page,
-    whose signed token already names it) unscoped."""
-    if principal is not None:
-        return load_payment(session, principal, payment_id, lock=True)
-    payment = session.get(Payment, payment_id, with_for_update=True)
-    if payment is None:
-        raise NotFound(f"no payment {payment_id}", param="id")
-    return payment
 
 
 def confirm_payment(gw: Gateway, principal: Principal, payment_id: str, card: Card) -> Payment:
@@ -348,7 +309,7 @@ def _charge(
     over only when an acquirer is known not to have charged."""
     now = clock.now()
     with gw.db.transaction() as session:
-        payment = _load_for_update(session, principal, payment_id)
+        payment = load_payment(session, principal, payment_id, lock=True)
         if payment.status != PaymentStatus.CREATED:
             raise Conflict(
                 f"only a created payment can be confirmed; this one is {payment.status}",
@@ -360,43 +321,52 @@ def _charge(
         payment.routing = chosen.as_record()
         charge.describe(payment)
         move(session, payment, PaymentStatus.PROCESSING)
-        idempotency.committed(session, payment_id)
         remaining = list(chosen.providers)
         first = _claim(gw, remaining, payment)
         if first is None:
             no_acquirer(session, payment, None)
+            idempotency.answered(session, payment_id, payment)
             return payment
         attempt = open_attempt(session, payment, first, now=now, channel=channel)
+        idempotency.committed(session, payment_id)
     while True:
-        provider = gw.providers.get(attempt.provider)
-        request = AuthorizeRequest(
-            idempotency_key=attempt.action_key or attempt.id,
-            amount_minor=payment.amount_minor,
-            currency=payment.currency,
-            method=method,
-            capture=payment.capture_method == "automatic",
-            description=payment.description,
-            card=charge.card,
-            return_url=charge.return_to,
-            payer_present=channel == "page",
-            language=charge.language or payment.language,
-        )
-        result = _call("authorize", provider.name, provider.authorize, request)
-        _record_health(gw, provider.name, result)
+        result = _authorize(gw, payment, attempt, method, charge, channel=channel)
         with gw.db.transaction() as session:
             payment, attempt_row = _lock_with_attempt(session, principal, payment_id, attempt.id)
-            if attempt_row.pending_action != "authorize":
-                return payment  # the worker recorded the answer first
-            may_fail_over = apply_result(
-                session, payment, attempt_row, result, payer_may_retry=channel == "page"
-            )
-            if not may_fail_over:
-                return payment
-            following = _claim(gw, remaining, payment)
+            following = None
+            if attempt_row.pending_action == "authorize":  # else the worker recorded it first
+                may_retry = channel == "page"
+                if apply_result(session, payment, attempt_row, result, payer_may_retry=may_retry):
+                    following = _claim(gw, remaining, payment)
+                    if following is None:
+                        no_acquirer(session, payment, attempt_row)
             if following is None:
-                no_acquirer(session, payment, attempt_row)
+                idempotency.answered(session, payment_id, payment)
                 return payment
             attempt = open_attempt(session, payment, following, now=clock.now(), channel=channel)
+
+
+def _authorize(
+    gw: Gateway, payment: Payment, attempt: Attempt, method: str, charge: _Charge, *, channel: str
+) -> ProviderResult:
+    """Ask the attempt's acquirer to authorise (and, for automatic capture, capture) the
+    payment, outside any transaction, and tell its circuit breaker how the call went."""
+    provider = gw.providers.get(attempt.provider)
+    request = AuthorizeRequest(
+        idempotency_key=attempt.action_key or attempt.id,
+        amount_minor=payment.amount_minor,
+        currency=payment.currency,
+        method=method,
+        capture=payment.capture_method == "automatic",
+        description=payment.description,
+        card=charge.card,
+        return_url=charge.return_to,
+        payer_present=channel == "page",
+        language=charge.language or payment.language,
+    )
+    result: ProviderResult = _call("authorize", provider.name, provider.authorize, request)
+    _record_health(gw, provider.name, result)
+    return result
 
 
 def return_late_capture(gw: Gateway, attempt: Attempt, currency: str) -> None:
@@ -426,20 +396,10 @@ def _lock_with_attempt(
     session: Session, principal: Principal | None, payment_id: str, attempt_id: str
 ) -> tuple[Payment, Attempt]:
     """The payment and one of its attempts, locked in one statement."""
-    scope = _scope(principal)
-    rows.flush(session)
-    found = prepared.run(
-        session.connection(),
-        _WITH_ATTEMPTS[bool(scope)],
-        {"payment_id": payment_id, "attempt_id": attempt_id, **scope},
-    ).rows
-    if not found:
+    found = store.payment_with_attempt(session, payment_id, attempt_id, scope_of(principal))
+    if found is None:
         raise NotFound(f"no payment {payment_id}", param="id")
-    (row,) = found
-    return (
-        rows.loaded(session, Payment, row[:_PAYMENT_WIDTH]),
-        rows.loaded(session, Attempt, row[_PAYMENT_WIDTH:]),
-    )
+    return found
 
 
 def _agency_of(session: Session, principal: Principal | None, payment: Payment) -> AgencyFacts:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.orm import Session
 
-from payments import rows
+from payments import store
 from payments.ids import new_id
 from payments.models import Event
 from payments.webhooks.models import DeliveryJob, WebhookEndpoint
@@ -77,5 +77,5 @@ def enqueue(session: Session, event: Event) -> list[DeliveryJob]:
         for endpoint_id, events in found.rows
         if subscribed(events, event.type)
     ]
-    rows.insert(session, *jobs)
+    store.add(session, *jobs)
     return jobs

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from payments.gateway import Gateway
 from payments.models import IdempotencyRecord, Payment
-from tests.conftest import PAYMENT, auth, count_rows
+from tests.conftest import PAYMENT, auth, card, count_rows
 
 
 def test_replay_returns_the_first_response(
@@ -88,3 +88,38 @@ def test_twenty_concurrent_identical_requests_create_one_payment(
         else:
             assert status == 409, body
             assert b"idempotency_key_in_use" in body
+
+
+def test_ten_concurrent_identical_confirms_charge_once(
+    app: Flask, client: FlaskClient, agency_key: str, gw: Gateway
+) -> None:
+    """The key is claimed in the transaction that opens the attempt, behind the payment's
+    lock: the twins that follow find the payment moving and learn from the key what to say."""
+    created = client.post("/v1/payments", json=PAYMENT, headers=auth(agency_key))
+    assert created.status_code == 201 and created.json is not None
+    path = f"/v1/payments/{created.json['id']}/confirm"
+    barrier = threading.Barrier(10)
+    headers = auth(agency_key, **{"Idempotency-Key": "concurrent-confirm"})
+
+    def send(_: int) -> tuple[int, bytes, str | None]:
+        twin = app.test_client()
+        barrier.wait(timeout=30)
+        response = twin.post(path, json=card(), headers=headers)
+        return (
+            response.status_code,
+            response.get_data(),
+            response.headers.get("Idempotent-Replayed"),
+        )
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        results = list(pool.map(send, range(10)))
+    assert count_rows(gw)["attempts"] == 1
+    answered = [body for status, body, replayed in results if status == 200 and replayed is None]
+    assert len(answered) == 1 and b'"succeeded"' in answered[0]
+    for status, body, _replayed in results:
+        if status == 200:
+            assert body == answered[0]
+        else:
+            assert status == 409 and b"idempotency_key_in_use" in body, body
+    again = client.post(path, json=card(), headers=headers)
+    assert again.headers["Idempotent-Replayed"] == "true" and again.get_data() == answered[0]

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from config import ConfigurationError, load_settings
 from payments import clock, idempotency
+from payments.api import http
 from payments.gateway import Gateway
 from payments.models import Attempt, IdempotencyRecord, Payment, Refund
 from payments.webhooks.models import WebhookEndpoint
@@ -56,17 +57,20 @@ def _key_row(gw: Gateway, key: str) -> IdempotencyRecord:
 
 
 def _die_before_answering(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The work commits; the process dies before the response is kept or sent."""
+    """The work commits; the process dies before the response is sent, and before the key
+    keeps it where the work's own transaction did not."""
 
     def killed(*_args: object, **_kwargs: object) -> None:
         raise Killed
 
-    monkeypatch.setattr(idempotency, "finish", killed)
+    monkeypatch.setattr(http, "_settle_key", killed)
 
 
-def test_a_create_that_committed_answers_its_payment_after_the_lease(
+def test_a_create_that_committed_answers_its_payment_at_once_from_its_key(
     client: FlaskClient, agency_key: str, gw: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A create keeps its answer with the payment, in one transaction: a process that dies
+    after it leaves nothing for a retry to wait for or take over."""
     headers = _headers(agency_key, "create-died")
     with monkeypatch.context() as patch:
         _die_before_answering(patch)
@@ -74,22 +78,18 @@ def test_a_create_that_committed_answers_its_payment_after_the_lease(
             client.post("/v1/payments", json=PAYMENT, headers=headers)
     assert _count(gw, Payment) == 1
     row = _key_row(gw, "create-died")
-    assert row.state == idempotency.STARTED and row.recovery_object is not None
+    assert row.state == idempotency.FINISHED and row.recovery_object is not None
 
     _later(LEASE - dt.timedelta(seconds=1))
     early = client.post("/v1/payments", json=PAYMENT, headers=headers)
-    assert early.status_code == 409
-    assert early.json is not None and early.json["error"]["code"] == "idempotency_key_in_use"
-
-    _later(LEASE + dt.timedelta(seconds=1))
-    retry = client.post("/v1/payments", json=PAYMENT, headers=headers)
-    assert retry.status_code == 201, retry.json
-    assert retry.json is not None and retry.json["id"] == row.recovery_object
-    assert "Idempotent-Replayed" not in retry.headers
+    assert early.status_code == 201, early.json
+    assert early.headers["Idempotent-Replayed"] == "true"
+    assert early.json is not None and early.json["id"] == row.recovery_object
     assert _count(gw, Payment) == 1
+    _later(LEASE + dt.timedelta(seconds=1))
     again = client.post("/v1/payments", json=PAYMENT, headers=headers)
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert again.get_data() == retry.get_data()
+    assert again.get_data() == early.get_data()
 
 
 def test_a_key_whose_request_died_before_committing_runs_afresh(

@@ -13,9 +13,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 
-from payments import rows
 from payments.gateway import Gateway
 from payments.models import Event, Payment
+from payments.store import rows
 from statements import prepared
 from tests.conftest import PAYMENT, auth
 
@@ -55,7 +55,7 @@ def test_an_update_writes_each_type_as_the_orm_would(gw: Gateway, payment_id: st
         payment.payment_method = method
         payment.updated_at = WRITTEN
         payment.extra = {}
-        rows.flush(session)
+        rows.write_changes(session)
     with gw.db.read() as session:
         stored = session.get(Payment, payment_id)
         assert stored is not None

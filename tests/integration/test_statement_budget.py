@@ -22,14 +22,14 @@ from tests.conftest import PAYMENT, auth, card
 BUDGET = {
     ("postgresql", "create"): (1, 1),
     ("postgresql", "confirm"): (9, 2),
-    ("postgresql", "create keyed"): (4, 3),
-    ("postgresql", "confirm keyed"): (12, 4),
+    ("postgresql", "create keyed"): (2, 1),
+    ("postgresql", "confirm keyed"): (11, 2),
     ("sqlite", "create"): (2, 1),
     # SQLite writes a ledger posting as ten statements in-process (no round trips), and
     # BEGIN IMMEDIATE is a statement.
     ("sqlite", "confirm"): (20, 2),
-    ("sqlite", "create keyed"): (7, 3),
-    ("sqlite", "confirm keyed"): (25, 4),
+    ("sqlite", "create keyed"): (3, 1),
+    ("sqlite", "confirm keyed"): (22, 2),
 }
 
 

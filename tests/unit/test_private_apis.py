@@ -24,8 +24,6 @@ KNOWN = {
     "payments/dumping.py: field._CHECK_ATTRIBUTE",
     "payments/dumping.py: field._serialize",
     "payments/schemas.py: schema._declared_fields",
-    # The hot path's own writes tell the ORM an object is clean.
-    "payments/rows.py: state._commit_all",
     # Dropping flask-smorest's per-response call layers while keeping their documentation.
     "payments/api/openapi.py: func._apidoc",
     "payments/api/openapi.py: documented._apidoc",

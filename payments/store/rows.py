@@ -1,7 +1,7 @@
-"""Rows written by Core statements on the driver's cursor (`statements.prepared`), outside the
-ORM's unit of work: new objects by one INSERT each, and the column changes of loaded objects by
-one UPDATE each, for the hot path, whose objects are few and whose flushes cost more than their
-statements."""
+"""Mapped objects written by Core statements on the driver's cursor (`statements.prepared`)
+instead of the ORM's unit of work: a new object by one INSERT, the column changes of a loaded
+one by one UPDATE. Every object written stays the session's, as the unit of work leaves it, so a
+later change to it is written too."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import Column, Insert, Table, Update, bindparam, inspect
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import update as sa_update
-from sqlalchemy.orm import DeclarativeBase, InstanceState, Session, make_transient_to_detached
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    InstanceState,
+    Session,
+    make_transient,
+    make_transient_to_detached,
+)
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -70,6 +76,18 @@ def _keys(model: type[DeclarativeBase]) -> tuple[str, ...]:
 
 
 @functools.cache
+def _null_unless_set(model: type[DeclarativeBase]) -> tuple[str, ...]:
+    """The attributes whose column an INSERT that does not set them leaves NULL (no default
+    of either side): what an inserted object holds for them without asking the database."""
+    table = cast(Table, model.__table__)
+    return tuple(
+        key
+        for key, column in _columns(model).items()
+        if table.c[column].default is None and table.c[column].server_default is None
+    )
+
+
+@functools.cache
 def insert_into(model: type[DeclarativeBase]) -> Insert:
     """A Core INSERT into a mapped class's table (not ORM-enabled: no autoflush)."""
     return sa_insert(cast(Table, model.__table__))
@@ -93,16 +111,22 @@ def values(obj: DeclarativeBase) -> dict[str, Any]:
 
 def insert(session: Session, *objects: DeclarativeBase) -> None:
     """INSERT `objects` (new, of one mapped class, every column with a Python-side default
-    set) now, in the session's transaction, after writing the session's pending changes
-    (`flush`). They stay outside the session: later changes to them are not written, and a
-    query in this transaction sees the rows, not these objects."""
-    flush(session)
+    set) now, in the session's transaction, after writing the session's pending changes. Each
+    is then the session's, as if loaded: a later change to it is written by the next
+    `write_changes` or flush."""
+    write_changes(session)
     if not objects:
         return
     statement = insert_into(type(objects[0]))
     conn = session.connection()
     for obj in objects:
         prepared.run(conn, statement, values(obj))
+    unset = _null_unless_set(type(objects[0]))
+    for obj in objects:
+        state = obj.__dict__
+        state.update((key, None) for key in unset if key not in state)  # as the row holds it
+        make_transient_to_detached(obj)
+        session.add(obj)
 
 
 def _changes(state: InstanceState[Any]) -> dict[str, Any] | None:
@@ -120,12 +144,12 @@ def _changes(state: InstanceState[Any]) -> dict[str, Any] | None:
     return changed
 
 
-def flush(session: Session) -> None:
+def write_changes(session: Session) -> None:
     """Write the session's pending changes now. The column changes of loaded objects go as one
     UPDATE each by primary key (tables in the unit of work's order, rows by key), and the
-    objects are marked written. With new or deleted objects pending, or a change that is not
-    a plain column, the unit of work writes everything instead (`Session.flush`): statements
-    run on the driver's cursor, as these are, do not flush the session first."""
+    objects are left with nothing pending. With new or deleted objects pending, or a change
+    that is not a plain column, the unit of work writes everything instead (`Session.flush`):
+    statements run on the driver's cursor, as these are, do not flush the session first."""
     if session.new or session.deleted:
         session.flush()
         return
@@ -148,5 +172,12 @@ def flush(session: Session) -> None:
             )
             if done.rowcount != 1:
                 raise StaleDataError(f"{state.class_.__name__} {key!r} was not updated")
-        # What the unit of work does to an object it has written: nothing left pending.
-        state._commit_all(state.dict, session.identity_map)
+        _written(session, state.obj())
+
+
+def _written(session: Session, obj: object) -> None:
+    """Leave a loaded object that was just written as the unit of work leaves one: in the
+    session, its values as the database now holds them, nothing pending."""
+    make_transient(obj)  # out of the session, its identity dropped
+    make_transient_to_detached(obj)  # its identity again, its values the loaded ones
+    session.add(obj)

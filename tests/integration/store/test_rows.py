@@ -1,4 +1,4 @@
-"""Core writes outside the unit of work (payments/rows.py), on both databases: a change to a
+"""Core writes outside the unit of work (payments/store/rows.py), on both databases: a change to a
 loaded object is one UPDATE, the object is left with nothing pending, a later change is still
 written, and anything the Core writes cannot do alone is handed whole to the ORM's flush; a row
 read on the driver's cursor becomes the object the ORM would have loaded."""
@@ -15,9 +15,9 @@ from sqlalchemy import event, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from payments import rows
 from payments.gateway import Gateway
 from payments.models import Event, Payment
+from payments.store import rows
 from statements import prepared
 from tests.conftest import PAYMENT, auth
 
@@ -66,7 +66,7 @@ def test_a_changed_object_is_one_update_and_then_clean(gw: Gateway, payment_id: 
         payment.extra = {"file": "A-17"}  # the attribute of the column `metadata`
         payment.reference = payment.reference  # set to what it was: no change to write
         with statements(gw.db.engine) as seen:
-            rows.flush(session)
+            rows.write_changes(session)
             assert not session.dirty
             session.flush()  # the unit of work finds nothing left to write
         updates = [s for s in seen if s.startswith("UPDATE")]
@@ -92,7 +92,7 @@ def test_with_a_new_object_pending_the_unit_of_work_writes_everything_now(
         payment.description = "Changed beside a new object"
         session.add(an_event(payment, EVENT_ID))
         with statements(gw.db.engine) as seen:
-            rows.flush(session)
+            rows.write_changes(session)
         assert sorted(s.split()[0] for s in seen) == ["INSERT", "UPDATE"]
         assert not session.dirty and not session.new
     with gw.db.read() as session:
@@ -158,7 +158,7 @@ def test_a_change_to_a_loaded_object_is_written_by_either_flush(
         payment = rows.loaded(session, Payment, _read(session, payment_id))
         payment.description = "written by rows.flush"
         with statements(gw.db.engine) as seen:
-            rows.flush(session)
+            rows.write_changes(session)
         assert [s.split(" SET ")[0] for s in seen] == ["UPDATE PAYMENTS"]
     with gw.db.transaction() as session:
         payment = rows.loaded(session, Payment, _read(session, payment_id))
@@ -180,3 +180,37 @@ def test_a_row_of_an_object_the_session_holds_gives_the_held_object_unchanged(
         held.description = "changed in the session, not yet written"
         assert rows.loaded(session, Payment, row) is held
         assert held.description == "changed in the session, not yet written"
+
+
+def test_an_inserted_object_stays_the_sessions_and_a_later_change_is_written(
+    gw: Gateway, payment_id: str
+) -> None:
+    with gw.db.transaction() as session:
+        payment = session.get(Payment, payment_id)
+        assert payment is not None
+        added = an_event(payment, EVENT_ID)
+        with statements(gw.db.engine) as seen:
+            rows.insert(session, added)
+            assert inspect(added).persistent and added in session
+            assert session.get(Event, EVENT_ID) is added  # no second look-up
+        assert [s.split()[0] for s in seen] == ["INSERT"]
+        added.type = "payment.succeeded"
+    with gw.db.read() as session:
+        stored = session.get(Event, EVENT_ID)
+        assert stored is not None and stored.type == "payment.succeeded"
+
+
+def test_a_written_change_leaves_the_object_the_sessions_and_clean(
+    gw: Gateway, payment_id: str
+) -> None:
+    with gw.db.transaction() as session:
+        payment = session.get(Payment, payment_id)
+        assert payment is not None
+        payment.description = "first change"
+        rows.write_changes(session)
+        assert inspect(payment).persistent and not session.dirty
+        assert session.get(Payment, payment_id) is payment
+        payment.description = "second change"
+    with gw.db.read() as session:
+        stored = session.get(Payment, payment_id)
+        assert stored is not None and stored.description == "second change"
