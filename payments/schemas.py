@@ -60,9 +60,12 @@ def answered(*optional: str) -> Callable[[S], S]:
     always answers them (as `null` when empty), so a missing one is a disagreement.
     `required` means nothing to marshmallow when dumping."""
 
+    def on_bind_field(_schema: Schema, field_name: str, field_obj: fields.Field[Any]) -> None:
+        field_obj.required = field_name not in optional
+
     def mark(schema: S) -> S:
-        for name, field in schema._declared_fields.items():
-            field.required = name not in optional
+        # marshmallow's hook for changing a field as a schema instance binds it.
+        schema.on_bind_field = on_bind_field  # type: ignore[method-assign,assignment]
         return schema
 
     return mark

@@ -10,8 +10,9 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Delete, Dialect, Insert, Select, Update
+from sqlalchemy import Connection, Delete, Dialect, Insert, Select, Update
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import cloned_traverse
 
 from statements import driver
 
@@ -52,7 +53,11 @@ def prepare(statement: Statement, dialect: Dialect, keys: tuple[str, ...] = ()) 
     """`statement` compiled for `dialect`; for an INSERT or UPDATE, setting the columns `keys`.
     A statement the driver cannot take as it is (a column left to a Python-side default,
     parameters expanded at execution) is refused with ValueError."""
-    compiled = statement.compile(dialect=dialect, column_keys=list(keys) or None)
+    # Compiled from a copy: a statement derived from one already compiled (`insert(t).returning(
+    # ...)` from a cached `insert(t)`) may carry its base's remembered RETURNING columns, which
+    # a clone does not.
+    fresh = cloned_traverse(statement, {}, {})
+    compiled = fresh.compile(dialect=dialect, column_keys=list(keys) or None)
     assert isinstance(compiled, SQLCompiler)
     if compiled.insert_prefetch or compiled.update_prefetch:
         missing = [c.key for c in (*compiled.insert_prefetch, *compiled.update_prefetch)]
@@ -65,13 +70,11 @@ def prepare(statement: Statement, dialect: Dialect, keys: tuple[str, ...] = ()) 
     converts = tuple(
         binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
     )
-    # A write's RETURNING columns as given: its `exported_columns` may be a stale copy of the
-    # statement it was derived from (`insert(t).returning(...)` keeps `insert(t)`'s memoized
-    # empty list once that was compiled).
+    # A write's RETURNING columns, as the compiler wrote them.
     returned = (
-        list(statement.selected_columns)
-        if isinstance(statement, Select)
-        else [c for c in statement._returning if isinstance(c, ColumnElement)]
+        list(fresh.selected_columns)
+        if isinstance(fresh, Select)
+        else list(compiled.effective_returning or ())
     )
     results = tuple(
         column.type.dialect_impl(dialect).result_processor(dialect, None) for column in returned

@@ -144,9 +144,23 @@ def document_operations(app: App, operations: Mapping[str, Mapping[str, Any]]) -
             spec.path(rule=rule, operations=documented)
 
 
-def _documented(func: Any) -> set[int]:
-    responses = getattr(func, "_apidoc", {}).get("response", {}).get("responses", {})
-    return {int(code) for code in responses}
+DOCUMENTED = "documented_statuses"  # the statuses a view's decorators documented
+
+
+def _documented(func: Any) -> frozenset[int]:
+    return frozenset(getattr(func, DOCUMENTED, frozenset()))
+
+
+def _noting(status: int | str, decorate: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`decorate`, noting on the view it gives that `status` is documented (each wrapper gets
+    its own set: `functools.wraps` hands the attribute up as it is)."""
+
+    def decorator(func: Any) -> Any:
+        wrapper = decorate(func)
+        setattr(wrapper, DOCUMENTED, _documented(func) | {int(status)})
+        return wrapper
+
+    return decorator
 
 
 # No string the gateway takes or gives holds NUL (payments.api.http refuses a body with one).
@@ -200,6 +214,12 @@ class ApiBlueprint(Blueprint):  # type: ignore[misc]
         _add_response_headers(doc_info.get("manual_doc", {}).get("responses", {}), method)
         return doc
 
+    def response(self, status_code: int | str, *args: Any, **kwargs: Any) -> Any:
+        return _noting(status_code, super().response(status_code, *args, **kwargs))
+
+    def alt_response(self, status_code: int | str, *args: Any, **kwargs: Any) -> Any:
+        return _noting(status_code, super().alt_response(status_code, *args, **kwargs))
+
     def route(
         self,
         rule: str,
@@ -231,10 +251,6 @@ class ApiBlueprint(Blueprint):  # type: ignore[misc]
                 )(documented)
             if "POST" in methods:
                 documented = self.doc(parameters=[IDEMPOTENCY_KEY])(documented)
-            # Each `alt_response` wraps the view in one more call layer, only to carry its
-            # documentation: the view keeps the documentation and drops the layers.
-            if documented is not func:
-                func._apidoc = documented._apidoc
-            return register(func)
+            return register(documented)
 
         return decorator

@@ -14,14 +14,16 @@ the currency's decimals.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import hijridate
 from openpyxl import Workbook
@@ -42,7 +44,9 @@ from payments.settlement.statuses import STATUSES, ItemStatus
 
 if TYPE_CHECKING:
     from openpyxl.cell.cell import Cell
-    from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+
+# A write-only worksheet: openpyxl keeps its class in a private module.
+Sheet = Any
 
 # The item's columns in CSV (and the JSON item's keys, where the resolution is one object).
 CSV_COLUMNS = (
@@ -297,7 +301,7 @@ def number_format(currency: str) -> str:
     return "#,##0." + "0" * decimals if decimals else "#,##0"
 
 
-def _amount_cell(ws: WriteOnlyWorksheet, amount_minor: int | None, currency: str) -> Cell | None:
+def _amount_cell(ws: Sheet, amount_minor: int | None, currency: str) -> Cell | None:
     if amount_minor is None:
         return None
     # The exact amount in major units, as a Decimal: the file holds its digits as written
@@ -311,7 +315,7 @@ def _amount_cell(ws: WriteOnlyWorksheet, amount_minor: int | None, currency: str
     return cell
 
 
-def _date_cell(ws: WriteOnlyWorksheet, day: date | None) -> Cell | None:
+def _date_cell(ws: Sheet, day: date | None) -> Cell | None:
     if day is None:
         return None
     cell = WriteOnlyCell(ws, value=datetime(day.year, day.month, day.day))
@@ -323,9 +327,7 @@ def _escaped(found: re.Match[str]) -> str:
     return f"\\u{ord(found.group()):04x}"
 
 
-def _xlsx_text(
-    ws: WriteOnlyWorksheet, text: str | None, *, wrap: bool = False
-) -> str | Cell | None:
+def _xlsx_text(ws: Sheet, text: str | None, *, wrap: bool = False) -> str | Cell | None:
     """A text cell that stays the text it is, whatever it holds.
 
     A character no cell can hold is written as JSON would escape it (`\\u001b`). Text openpyxl
@@ -346,7 +348,7 @@ def _xlsx_text(
     return cell
 
 
-def _title_cell(ws: WriteOnlyWorksheet, title: str) -> Cell:
+def _title_cell(ws: Sheet, title: str) -> Cell:
     cell = WriteOnlyCell(ws, value=title)
     cell.font = _BOLD
     cell.alignment = _WRAP
@@ -424,7 +426,7 @@ _LEDGER_TITLES = (
 )
 
 
-def _write_details(ws: WriteOnlyWorksheet, details: ReportDetails) -> None:
+def _write_details(ws: Sheet, details: ReportDetails) -> None:
     """The Summary sheet's totals per agency and the ledger's side of the match."""
     ws.append([])
     ws.append(
@@ -494,14 +496,12 @@ def write_xlsx(
 
 
 def _discard(workbook: Workbook) -> None:
-    """Close the unsaved sheets and delete their temporary files now, not at interpreter exit."""
-    # openpyxl removes a write-only sheet's file only on save or at exit; a server process that
-    # lives for weeks would otherwise keep one per failed report.
-    for sheet in workbook.worksheets:
-        if sheet.closed:
-            continue
-        sheet.close()
-        cast(Any, sheet)._writer.cleanup()
+    """Delete the unsaved sheets' temporary files now, not at interpreter exit (a server process
+    that lives for weeks would keep one per failed report). Saving the workbook into memory and
+    dropping it is openpyxl's public way to close a write-only sheet and remove its file; it
+    writes the rows so far once more, for a report that has failed anyway."""
+    with contextlib.suppress(Exception):
+        workbook.save(io.BytesIO())
 
 
 def _write_workbook(  # noqa: PLR0917 - one private call site

@@ -14,23 +14,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("config", "statements", "ledger", "providers", "payments")
 
-# Still there, each on the hot path or only for typing; the hot path's rebuild replaces them.
-KNOWN = {
-    # A write's RETURNING columns: the public `exported_columns` and
-    # `returning_column_descriptions` both keep a stale copy once the base statement compiled.
-    "statements/prepared.py: statement._returning",
-    # The response dump's fast loop calls the fields' converters directly (FastDump).
-    "payments/dumping.py: schema._hooks",
-    "payments/dumping.py: field._CHECK_ATTRIBUTE",
-    "payments/dumping.py: field._serialize",
-    "payments/schemas.py: schema._declared_fields",
-    # Dropping flask-smorest's per-response call layers while keeping their documentation.
-    "payments/api/openapi.py: func._apidoc",
-    "payments/api/openapi.py: documented._apidoc",
-    # openpyxl's write-only sheet: a type only, and closing a report that was not finished.
-    "payments/settlement/report_writers.py: from openpyxl.worksheet._write_only",
-    "payments/settlement/report_writers.py: cast(Any, sheet)._writer",
-}
+# None: where a library lacks a public hook, the gateway writes the piece itself or takes the
+# public, slower path. Anything listed here must say why, and the list may only shrink.
+KNOWN: set[str] = set()
 
 
 def _private_uses(path: Path) -> set[str]:
