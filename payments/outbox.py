@@ -25,7 +25,8 @@ def _record(
     livemode: bool,
     object_id: str,
     data: dict[str, object],
-) -> Event:
+) -> str:
+    """Write the event and the deliveries it owes; its id."""
     event_id = new_id("evt")
     created_at = clock.now()
     body = {
@@ -35,30 +36,34 @@ def _record(
         "timestamp": clock.rfc3339(created_at),
         "data": data,
     }
-    event = Event(
-        id=event_id,
-        agency_id=agency_id,
-        livemode=livemode,
-        type=type_,
-        object_id=object_id,
-        body=json.dumps(body, separators=(",", ":"), ensure_ascii=False, sort_keys=True),
-        created_at=created_at,
+    store.append(
+        session,
+        Event,
+        {
+            "id": event_id,
+            "agency_id": agency_id,
+            "livemode": livemode,
+            "type": type_,
+            "object_id": object_id,
+            "body": json.dumps(body, separators=(",", ":"), ensure_ascii=False, sort_keys=True),
+            "created_at": created_at,
+        },
     )
-    store.add(session, event)
-    enqueue(session, event)  # the webhook deliveries it owes commit with it
-    return event
+    # The webhook deliveries it owes commit with it.
+    enqueue(session, event_id, type_, agency_id=agency_id, livemode=livemode, at=created_at)
+    return event_id
 
 
 def finance_event(
     session: Session, type_: str, *, object_id: str, livemode: bool, data: dict[str, object]
-) -> Event:
+) -> str:
     """An event for finance keys' endpoints, belonging to no agency."""
     return _record(
         session, type_=type_, agency_id=None, livemode=livemode, object_id=object_id, data=data
     )
 
 
-def payment_event(session: Session, type_: str, payment: Payment) -> Event:
+def payment_event(session: Session, type_: str, payment: Payment) -> str:
     return _record(
         session,
         type_=type_,
@@ -69,7 +74,7 @@ def payment_event(session: Session, type_: str, payment: Payment) -> Event:
     )
 
 
-def refund_event(session: Session, type_: str, refund: Refund) -> Event:
+def refund_event(session: Session, type_: str, refund: Refund) -> str:
     return _record(
         session,
         type_=type_,

@@ -6,7 +6,7 @@ later change to it is written too."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Column, Insert, Table, Update, bindparam, inspect
@@ -127,6 +127,20 @@ def insert(session: Session, *objects: DeclarativeBase) -> None:
         state.update((key, None) for key in unset if key not in state)  # as the row holds it
         make_transient_to_detached(obj)
         session.add(obj)
+
+
+def append(session: Session, model: type[DeclarativeBase], *rows: Mapping[str, Any]) -> None:
+    """INSERT rows of `model` given as values by attribute name (every column with a
+    Python-side default set), after writing the session's pending changes: for rows nothing
+    changes once written (events, delivery jobs), so no object is made that a later change
+    could be lost on."""
+    write_changes(session)
+    if not rows:
+        return
+    statement, columns = insert_into(model), _columns(model)
+    conn = session.connection()
+    for row in rows:
+        prepared.run(conn, statement, {columns[key]: value for key, value in row.items()})
 
 
 def _changes(state: InstanceState[Any]) -> dict[str, Any] | None:

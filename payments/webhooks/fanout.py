@@ -3,12 +3,13 @@ that an event committed is an event that will be delivered."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from payments import store
 from payments.ids import new_id
-from payments.models import Event
 from payments.webhooks.models import DeliveryJob, WebhookEndpoint
 from statements import prepared
 
@@ -46,36 +47,38 @@ _AGENCY_ENDPOINTS = _enabled_endpoints(
 _FINANCE_ENDPOINTS = _enabled_endpoints(WebhookEndpoint.agency_id.is_(None))
 
 
-def new_job(event: Event, endpoint_id: str, *, requeued: bool = False) -> DeliveryJob:
-    return DeliveryJob(
-        id=new_id("wj"),
-        event_id=event.id,
-        endpoint_id=endpoint_id,
-        status="pending",
-        attempts=0,
-        next_attempt_at=event.created_at,
-        lease=None,
-        requeued=requeued,
-        created_at=event.created_at,
-        updated_at=event.created_at,
-    )
-
-
-def enqueue(session: Session, event: Event) -> list[DeliveryJob]:
-    """Add a delivery job for each enabled endpoint that subscribes to the event's type: its
-    agency's in its mode, or for a finance event, the finance keys'."""
-    if event.agency_id is None:
+def enqueue(
+    session: Session,
+    event_id: str,
+    event_type: str,
+    *,
+    agency_id: str | None,
+    livemode: bool,
+    at: dt.datetime,
+) -> int:
+    """Owe the event a delivery to each enabled endpoint that subscribes to its type: its
+    agency's in its mode, or for a finance event (no agency), the finance keys'. How many."""
+    if agency_id is None:
         found = prepared.run(session.connection(), _FINANCE_ENDPOINTS, {})
     else:
         found = prepared.run(
-            session.connection(),
-            _AGENCY_ENDPOINTS,
-            {"agency_id": event.agency_id, "livemode": event.livemode},
+            session.connection(), _AGENCY_ENDPOINTS, {"agency_id": agency_id, "livemode": livemode}
         )
     jobs = [
-        new_job(event, endpoint_id)
+        {
+            "id": new_id("wj"),
+            "event_id": event_id,
+            "endpoint_id": endpoint_id,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": at,
+            "lease": None,
+            "requeued": False,
+            "created_at": at,
+            "updated_at": at,
+        }
         for endpoint_id, events in found.rows
-        if subscribed(events, event.type)
+        if subscribed(events, event_type)
     ]
-    store.add(session, *jobs)
-    return jobs
+    store.append(session, DeliveryJob, *jobs)
+    return len(jobs)
