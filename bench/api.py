@@ -1,7 +1,13 @@
-"""Payments per second of the gateway beside a bare Flask yardstick, both under gunicorn with
-the gateway's server settings on the same database, driven by wrk; then the gateway paced at
-half its peak for its latency there (bench/paced.py: a constant-rate client, since wrk cannot
-pace gunicorn's sync workers fairly).
+"""Payments per second of the gateway beside two yardsticks, all under gunicorn with the
+gateway's server settings on the same database, driven by wrk; then the gateway paced at half
+its peak for its latency there (bench/paced.py: a constant-rate client, since wrk cannot pace
+gunicorn's sync workers fairly).
+
+The yardsticks: a bare Flask app that inserts one row and updates it (bench/yardstick.py), and
+the durable yardstick (bench/durable.py), a bare Flask app on raw DB-API connections that
+replays the statements the gateway itself runs for a payment, recorded from the gateway in
+this process at the start of the run (on a database of its own), with a constant-time stand-in
+for the acquirer's call.
 
 Run by hand: `.venv/bin/python -m bench.api [--db postgresql|sqlite|both] [--seconds 10]
 [--connections 4] [--workers 2] [--rounds 2]`. It needs Debian's `wrk`. Each server runs on a
@@ -29,7 +35,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench import paced
+from bench import durable, paced
 from bench.payments import free_port
 from bench.webhooks import database
 
@@ -55,12 +61,16 @@ class Run:
 
 
 @contextlib.contextmanager
-def databases(db: str, tmp: Path) -> Iterator[tuple[str, str]]:
-    """Fresh databases for the gateway and the yardstick, each in a directory of its own."""
-    (tmp / "api").mkdir()
-    (tmp / "bare").mkdir()
-    with database(db, str(tmp / "api")) as gateway, database(db, str(tmp / "bare")) as bare:
-        yield gateway, bare
+def databases(db: str, tmp: Path) -> Iterator[tuple[str, str, str, str]]:
+    """Fresh databases, each in a directory of its own: the gateway's, the yardstick's, the
+    durable yardstick's, and the one the gateway's statements are recorded on."""
+    with contextlib.ExitStack() as stack:
+        urls = []
+        for name in ("api", "bare", "durable", "recording"):
+            (tmp / name).mkdir()
+            urls.append(stack.enter_context(database(db, str(tmp / name))))
+        gateway, bare, durable_db, recording = urls
+        yield gateway, bare, durable_db, recording
 
 
 @contextlib.contextmanager
@@ -148,15 +158,35 @@ def seeded_key(env: dict[str, str], cwd: Path) -> str:
     return next(line.split()[1] for line in seeded.splitlines() if "om-moh" in line)
 
 
+def counted(statements: int, transactions: int) -> str:
+    plural = "" if transactions == 1 else "s"
+    return f"{statements} statements in {transactions} transaction{plural}"
+
+
+def record(tmp: Path, key: str, durable_url: str, recording_url: str) -> durable.Summary:
+    """The gateway's statements for one payment, recorded on a database of their own; the
+    durable yardstick's database migrated and seeded as the gateway's, and its ledger
+    accounts opened by a payment of the gateway, as the recording's were."""
+    recording_env = gateway_env(tmp, recording_url)
+    durable_env = gateway_env(tmp, durable_url)
+    # The same secret key (the same var dir): the same demo key on every database.
+    if seeded_key(recording_env, tmp) != key or seeded_key(durable_env, tmp) != key:
+        raise SystemExit("the databases were seeded with different demo keys")
+    summary = durable.record(recording_env, key, tmp / "durable" / "recording.json")
+    durable.prepare(durable_env, key)
+    return summary
+
+
 def bench(db: str, seconds: float, connections: int, workers: int, rounds: int) -> float:
-    """Both servers on fresh `db` databases; prints the table and returns the gateway's peak."""
+    """The servers on fresh `db` databases; prints the table and returns the gateway's peak."""
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        with databases(db, tmp) as (gw_url, bare_url):
+        with databases(db, tmp) as (gw_url, bare_url, durable_url, recording_url):
             env = gateway_env(tmp, gw_url)
             cli = [str(BIN / "gateway")]
             key = seeded_key(env, tmp)
-            gw_port, bare_port = free_port(), free_port()
+            recorded = record(tmp, key, durable_url, recording_url)
+            gw_port, bare_port, durable_port = free_port(), free_port(), free_port()
             gw_cmd = [
                 *cli,
                 "serve",
@@ -174,18 +204,35 @@ def bench(db: str, seconds: float, connections: int, workers: int, rounds: int) 
                 f"127.0.0.1:{bare_port}",
                 str(workers),
             ]
+            durable_cmd = [
+                str(BIN / "python"),
+                "-m",
+                "bench.durable",
+                str(tmp / "durable" / "recording.json"),
+                durable_url,
+                f"127.0.0.1:{durable_port}",
+                str(workers),
+            ]
             bare_env = {**env, "PYTHONPATH": str(Path(__file__).parent.parent)}
             with (
                 serving(gw_cmd, env, tmp / "gateway.log", gw_port) as gateway,
                 serving(bare_cmd, bare_env, tmp / "yardstick.log", bare_port) as yardstick,
+                serving(durable_cmd, bare_env, tmp / "durable.log", durable_port) as replay,
             ):
                 wrk(gateway, key, WARM_UP_S, connections)
                 wrk(yardstick, key, WARM_UP_S, connections)
-                runs: dict[str, list[Run]] = {"gateway": [], "no keys": [], "yardstick": []}
+                wrk(replay, key, WARM_UP_S, connections)
+                runs: dict[str, list[Run]] = {
+                    "gateway": [],
+                    "no keys": [],
+                    "yardstick": [],
+                    "durable": [],
+                }
                 for _ in range(rounds):
                     runs["gateway"].append(wrk(gateway, key, seconds, connections))
                     runs["no keys"].append(wrk(gateway, key, seconds, connections, keyed=False))
                     runs["yardstick"].append(wrk(yardstick, key, seconds, connections))
+                    runs["durable"].append(wrk(replay, key, seconds, connections))
                 peak = statistics.mean(run.rate for run in runs["gateway"])
                 paced = Run(**_paced(gateway, key, peak / 2, seconds))
             verified = subprocess.run(
@@ -198,6 +245,11 @@ def bench(db: str, seconds: float, connections: int, workers: int, rounds: int) 
             )
     print(f"\n{db}: {connections} connections, {workers} gunicorn workers, {seconds:g} s a run")
     print(
+        f"  durable yardstick: the gateway's recorded create, {counted(*recorded.create)}; "
+        f"confirm, {counted(*recorded.confirm)}; the acquirer a "
+        f"{recorded.acquirer_s * 1e6:.0f} µs busy-wait"
+    )
+    print(
         f"  {'server':<10} {'run':>4} {'payments/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
     )
     for server, server_runs in runs.items():
@@ -207,10 +259,15 @@ def bench(db: str, seconds: float, connections: int, workers: int, rounds: int) 
                 f"{run.p99_ms:>8.1f} {run.errors:>7}"
             )
     yard = statistics.mean(run.rate for run in runs["yardstick"])
+    durable_rate = statistics.mean(run.rate for run in runs["durable"])
     bare = statistics.mean(run.rate for run in runs["no keys"])
     print(
         f"  gateway with Idempotency-Keys {peak:.1f}/s, yardstick {yard:.1f}/s: "
         f"ratio {peak / yard:.2f}x"
+    )
+    print(
+        f"  gateway with Idempotency-Keys {peak:.1f}/s, durable yardstick {durable_rate:.1f}/s: "
+        f"ratio {peak / durable_rate:.2f}x"
     )
     print(f"  gateway without keys {bare:.1f}/s: with keys {peak / bare:.2f}x of it")
     print(

@@ -3,15 +3,16 @@ machine instructions counted by valgrind's callgrind, which repeat to within a f
 percent from run to run whatever else the machine is doing.
 
 Run by hand: `.venv/bin/python -m bench.cost [--db postgresql|sqlite] [--payments 300]
-[--callgrind]`. It makes a fresh database (`gateway db upgrade`, `gateway demo seed`), builds
-the app in this process and drives it with Flask's test client and the agency key of the demo
-data, after a warm-up of `--warm-up` payments (statements compiled, accounts opened, the key
-verified). Without `--callgrind` it prints CPU and wall milliseconds per payment for each of
-three rounds; with it, it runs itself again under `valgrind --tool=callgrind` with counting
-switched on only around the measured payments and prints instructions per payment. The
-database server's own work is not counted: this is the gateway's Python side, which is what
-limits a 2-core machine's payments per second (`bench.api` measures the whole).
-Every loop is bounded by `--payments`, at most 2,000.
+[--callgrind] [--no-keys]`. Every POST carries a fresh Idempotency-Key, as README tells
+backends to send, unless `--no-keys`. It makes a fresh database (`gateway db upgrade`,
+`gateway demo seed`), builds the app in this process and drives it with Flask's test client and
+the agency key of the demo data, after a warm-up of `--warm-up` payments (statements compiled,
+accounts opened, the key verified). Without `--callgrind` it prints CPU and wall milliseconds
+per payment for each of three rounds; with it, it runs itself again under `valgrind
+--tool=callgrind` with counting switched on only around the measured payments and prints
+instructions per payment. The database server's own work is not counted: this is the gateway's
+Python side, which is what limits a 2-core machine's payments per second (`bench.api` measures
+the whole). Every loop is bounded by `--payments`, at most 2,000.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def _callgrind(switch: str) -> None:
         )
 
 
-def measure(db: str, payments: int, warm_up: int) -> None:
+def measure(db: str, payments: int, warm_up: int, *, keyed: bool = True) -> None:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         with database(db, name) as url:
@@ -59,6 +60,11 @@ def measure(db: str, payments: int, warm_up: int) -> None:
             client = create_app().test_client()
             headers = {"Authorization": f"Bearer {key}"}
 
+            def keyed_headers(n: int, step: str) -> dict[str, str]:
+                if not keyed:
+                    return headers
+                return {**headers, "Idempotency-Key": f"cost-{n}-{step}"}
+
             def pay(n: int) -> None:
                 created = client.post(
                     "/v1/payments",
@@ -69,13 +75,13 @@ def measure(db: str, payments: int, warm_up: int) -> None:
                         "return_url": "https://moh.example.om/done",
                         "reference": f"COST-{n}",
                     },
-                    headers=headers,
+                    headers=keyed_headers(n, "create"),
                 )
                 assert created.status_code == 201, created.data
                 confirmed = client.post(
                     f"/v1/payments/{created.json['id']}/confirm",  # type: ignore[index]
                     json=CARD,
-                    headers=headers,
+                    headers=keyed_headers(n, "confirm"),
                 )
                 assert confirmed.status_code == 200, confirmed.data
                 assert confirmed.json["status"] == "succeeded"  # type: ignore[index]
@@ -98,10 +104,13 @@ def measure(db: str, payments: int, warm_up: int) -> None:
             _callgrind("off")
             if not os.environ.get(COUNTING):
                 for r, (cpu_ms, wall_ms) in enumerate(figures, 1):
-                    print(f"{db} round {r}: {cpu_ms:.2f} ms CPU, {wall_ms:.2f} ms wall a payment")
+                    print(
+                        f"{db} round {r}: {cpu_ms:.2f} ms CPU, {wall_ms:.2f} ms wall a payment"
+                        f" ({'with' if keyed else 'without'} Idempotency-Keys)"
+                    )
 
 
-def under_callgrind(db: str, payments: int, warm_up: int) -> None:
+def under_callgrind(db: str, payments: int, warm_up: int, *, keyed: bool = True) -> None:
     """Run `measure` again under callgrind and print its instructions per payment."""
     with tempfile.TemporaryDirectory() as name:
         out = Path(name) / "callgrind.out"
@@ -119,6 +128,7 @@ def under_callgrind(db: str, payments: int, warm_up: int) -> None:
             str(payments),
             "--warm-up",
             str(warm_up),
+            *([] if keyed else ["--no-keys"]),
         ]
         done = subprocess.run(
             command,
@@ -132,7 +142,8 @@ def under_callgrind(db: str, payments: int, warm_up: int) -> None:
         if done.returncode != 0 or totals is None:
             sys.exit(f"callgrind run failed ({done.returncode}):\n{done.stderr[-3000:]}")
         per_payment = int(totals.group(1)) / payments
-        print(f"{db}: {per_payment / 1e6:.2f} M instructions a payment (create + confirm)")
+        keys = "with Idempotency-Keys" if keyed else "without keys"
+        print(f"{db}: {per_payment / 1e6:.2f} M instructions a payment (create + confirm, {keys})")
 
 
 def main() -> None:
@@ -141,14 +152,15 @@ def main() -> None:
     parser.add_argument("--payments", type=int, default=None)
     parser.add_argument("--warm-up", type=int, default=20)
     parser.add_argument("--callgrind", action="store_true")
+    parser.add_argument("--no-keys", dest="keyed", action="store_false")
     args = parser.parse_args()
     payments = args.payments or (40 if args.callgrind else 300)
     if not 0 < payments <= MAX_PAYMENTS or not 0 <= args.warm_up <= MAX_PAYMENTS:
         parser.error(f"--payments and --warm-up are at most {MAX_PAYMENTS}")
     if args.callgrind:
-        under_callgrind(args.db, payments, args.warm_up)
+        under_callgrind(args.db, payments, args.warm_up, keyed=args.keyed)
     else:
-        measure(args.db, payments, args.warm_up)
+        measure(args.db, payments, args.warm_up, keyed=args.keyed)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ SMOKE_RUNS = {
     "api": (
         ["--db", "sqlite", "--seconds", "1", "--connections", "1", "--workers", "1"],
         ["--rounds", "1"],
-        ("payments/s", "yardstick", "ratio", "ledger verified"),
+        ("payments/s", "yardstick", "durable", "ratio", "ledger verified"),
     ),
     "payments": (
         ["--db", "sqlite", "--clients", "1", "--payments", "10", "--workers", "1"],
