@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -60,24 +61,32 @@ def test_a_refused_request_keeps_no_key(client: FlaskClient, agency_key: str, gw
     assert good.status_code == 201
 
 
-def test_twenty_concurrent_identical_requests_create_one_payment(
-    app: Flask, agency_key: str, gw: Gateway
-) -> None:
-    barrier = threading.Barrier(20)
-    headers = auth(agency_key, **{"Idempotency-Key": "concurrent-1"})
+def _all_at_once(
+    app: Flask, n: int, path: str, body: dict[str, Any], headers: dict[str, str]
+) -> list[tuple[int, bytes, str | None]]:
+    """`n` clients POST the same request at the same moment: each one's status, body and
+    `Idempotent-Replayed`."""
+    barrier = threading.Barrier(n)
 
     def send(_: int) -> tuple[int, bytes, str | None]:
         client = app.test_client()
         barrier.wait(timeout=30)
-        response = client.post("/v1/payments", json=PAYMENT, headers=headers)
+        response = client.post(path, json=body, headers=headers)
         return (
             response.status_code,
             response.get_data(),
             response.headers.get("Idempotent-Replayed"),
         )
 
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        results = list(pool.map(send, range(20)))
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(send, range(n)))
+
+
+def test_twenty_concurrent_identical_requests_create_one_payment(
+    app: Flask, agency_key: str, gw: Gateway
+) -> None:
+    headers = auth(agency_key, **{"Idempotency-Key": "concurrent-1"})
+    results = _all_at_once(app, 20, "/v1/payments", PAYMENT, headers)
     with gw.db.read() as session:
         assert session.execute(select(func.count()).select_from(Payment)).scalar() == 1
     created = [body for status, body, replayed in results if status == 201 and replayed is None]
@@ -98,21 +107,8 @@ def test_ten_concurrent_identical_confirms_charge_once(
     created = client.post("/v1/payments", json=PAYMENT, headers=auth(agency_key))
     assert created.status_code == 201 and created.json is not None
     path = f"/v1/payments/{created.json['id']}/confirm"
-    barrier = threading.Barrier(10)
     headers = auth(agency_key, **{"Idempotency-Key": "concurrent-confirm"})
-
-    def send(_: int) -> tuple[int, bytes, str | None]:
-        twin = app.test_client()
-        barrier.wait(timeout=30)
-        response = twin.post(path, json=card(), headers=headers)
-        return (
-            response.status_code,
-            response.get_data(),
-            response.headers.get("Idempotent-Replayed"),
-        )
-
-    with ThreadPoolExecutor(max_workers=10) as pool:
-        results = list(pool.map(send, range(10)))
+    results = _all_at_once(app, 10, path, card(), headers)
     assert count_rows(gw)["attempts"] == 1
     answered = [body for status, body, replayed in results if status == 200 and replayed is None]
     assert len(answered) == 1 and b'"succeeded"' in answered[0]

@@ -214,3 +214,29 @@ def test_a_written_change_leaves_the_object_the_sessions_and_clean(
     with gw.db.read() as session:
         stored = session.get(Payment, payment_id)
         assert stored is not None and stored.description == "second change"
+
+
+def test_appended_rows_are_written_from_their_values_and_make_no_object(
+    gw: Gateway, payment_id: str
+) -> None:
+    with gw.db.transaction() as session:
+        payment = session.get(Payment, payment_id)
+        assert payment is not None
+        payment.description = "changed before the append"
+        values = {
+            "id": EVENT_ID,
+            "agency_id": payment.agency_id,
+            "livemode": False,
+            "type": "payment.updated",
+            "object_id": payment.id,
+            "body": "{}",
+            "created_at": payment.created_at,
+        }
+        with statements(gw.db.engine) as seen:
+            rows.append(session, Event, values, {**values, "id": LATER_EVENT_ID})
+        assert [s.split()[0] for s in seen] == ["UPDATE", "INSERT", "INSERT"]
+        assert not session.new and not session.dirty
+    with gw.db.read() as session:
+        assert {EVENT_ID, LATER_EVENT_ID} <= set(
+            session.execute(select(Event.id).where(Event.object_id == payment_id)).scalars()
+        )
