@@ -4,7 +4,7 @@ its peak for its latency there (bench/paced.py: a constant-rate client, since wr
 gunicorn's sync workers fairly).
 
 The yardsticks: a bare Flask app that inserts one row and updates it (bench/yardstick.py), and
-the durable yardstick (bench/durable.py), a bare Flask app on raw DB-API connections that
+the durable yardstick (bench/durable/), a bare Flask app on raw DB-API connections that
 replays the statements the gateway itself runs for a payment, recorded from the gateway in
 this process at the start of the run (on a database of its own), with a constant-time stand-in
 for the acquirer's call.

@@ -1,4 +1,4 @@
-"""The durable yardstick's recording and replay (bench/durable.py): values survive the JSON
+"""The durable yardstick's recording and replay (bench/durable/): values survive the JSON
 file, a replay substitutes what a request makes afresh, and a recording of the gateway replays
 on a database of its own, writing the gateway's rows."""
 
