@@ -186,6 +186,18 @@ def _install_converter(api: Any) -> None:
         converter.gateway_json_schema = True
 
 
+def _error_answer(status: int) -> dict[str, Any]:
+    """An error answer of API.md §2 as an operation documents it: the error shape, and the
+    `Retry-After` header where one is sent."""
+    answer: dict[str, Any] = {
+        "description": ERRORS[status],
+        "content": {"application/json": {"schema": ErrorSchema}},
+    }
+    if status in (429, 503):
+        answer["headers"] = copy.deepcopy(RETRY_AFTER)
+    return answer
+
+
 class ApiBlueprint(Blueprint):  # type: ignore[misc]
     """A flask-smorest blueprint whose every operation documents the errors of API.md that it
     can answer, its path ids' shape and, on a `POST`, the `Idempotency-Key` header. Its views
@@ -241,16 +253,14 @@ class ApiBlueprint(Blueprint):  # type: ignore[misc]
             statuses.add(404)
 
         def decorator(func: Any) -> Any:
-            documented = func
-            for status in sorted(statuses - _documented(func)):
-                documented = self.alt_response(
-                    status,
-                    schema=ErrorSchema,
-                    description=ERRORS[status],
-                    headers=RETRY_AFTER if status in (429, 503) else None,
-                )(documented)
-            if "POST" in methods:
-                documented = self.doc(parameters=[IDEMPOTENCY_KEY])(documented)
-            return register(documented)
+            # One documentation layer for every error answer (and a POST's key header), where
+            # an `alt_response` each would wrap the view once per status.
+            responses = {
+                status: _error_answer(status) for status in sorted(statuses - _documented(func))
+            }
+            extra = {"parameters": [IDEMPOTENCY_KEY]} if "POST" in methods else {}
+            if responses or extra:
+                func = self.doc(responses=responses, **extra)(func)
+            return register(func)
 
         return decorator
