@@ -33,12 +33,19 @@ Key = tuple[str, str]  # (account code, currency)
 
 @dataclasses.dataclass(frozen=True)
 class JournalRow:
+    """One journal transaction a batch writes, as its row's columns."""
+
     external_id: str
     description: str
     effective_at: dt.datetime
     metadata: dict[str, Any]
     reverses_id: int | None
     content_hash: str
+
+    def columns(self) -> dict[str, Any]:
+        """The row's values by column, as they are (`dataclasses.asdict` would deep-copy the
+        metadata for nothing)."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,9 +220,7 @@ def _post_sqlite(
     inserted = [
         row
         for r in journal
-        for row in prepared.run(
-            conn, _NEW_TRANSACTION, {**dataclasses.asdict(r), "created_at": now}
-        ).rows
+        for row in prepared.run(conn, _NEW_TRANSACTION, {**r.columns(), "created_at": now}).rows
     ]
     new_ids = {external_id: transaction_id for transaction_id, external_id in inserted}
     transaction_ids = [new_ids.get(r.external_id) for r in journal]
