@@ -372,9 +372,8 @@ def _claim_in(session: Session, holding: _Holding, object_id: str, **answer: Any
     holding.claim = Claim(asked.api_key_id, asked.key, token)
 
 
-def _update_held(session: Session, claim: Claim, **values: Any) -> None:
-    """Change the key's row while this request still holds it; refused (and the work rolled
-    back) if another request has taken it over."""
+def _update_held(session: Session, claim: Claim, **values: Any) -> bool:
+    """Change the key's row if this request still holds it; whether it did."""
     moved = prepared.run(
         session.connection(),
         _UPDATE_HELD,
@@ -385,8 +384,7 @@ def _update_held(session: Session, claim: Claim, **values: Any) -> None:
             **values,
         },
     )
-    if moved.rowcount != 1:
-        raise _in_use()
+    return moved.rowcount == 1
 
 
 _UPDATE_HELD = update(IdempotencyRecord).where(
@@ -405,20 +403,23 @@ def committed(session: Session, object_id: str) -> None:
         return
     if holding.claim is None:
         _claim_in(session, holding, object_id)
-    else:
-        _update_held(session, holding.claim, recovery_object=object_id)
+    elif not _update_held(session, holding.claim, recovery_object=object_id):
+        raise _in_use()  # taken over: the work stops here, rolled back
 
 
 def answered(session: Session, object_id: str, obj: Any) -> None:
     """Record, in the work's last transaction, that `obj` is the request's answer: the key is
     finished with the answer made of it (`rendering`), so that the answer and the work commit
-    together. Without a way to make the answer, as `committed`."""
+    together. A key not yet claimed is claimed here (KeyTaken if another request wrote it
+    first); a key another request has taken over since keeps nothing of this one, and the work
+    commits all the same: what it records is what the new holder answers from."""
     holding = _held.get()
     if holding is None:
         return
     if holding.render is None:
-        committed(session, object_id)
-        return
+        if holding.claim is None:
+            committed(session, object_id)
+        return  # kept after the view, as any other answer
     answer = holding.render(obj)
     kept = {
         "response_status": answer.status_code,
@@ -426,8 +427,14 @@ def answered(session: Session, object_id: str, obj: Any) -> None:
     }
     if holding.claim is None:
         _claim_in(session, holding, object_id, **kept)
-    else:
-        _update_held(session, holding.claim, state=FINISHED, recovery_object=object_id, **kept)
+    elif not _update_held(
+        session, holding.claim, state=FINISHED, recovery_object=object_id, **kept
+    ):
+        log.warning(
+            "an Idempotency-Key was taken over before its holder's last transaction",
+            extra={"key": holding.claim.key},
+        )
+        return
     holding.answer = (obj, answer)
 
 

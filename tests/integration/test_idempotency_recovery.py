@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flask import Response
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
@@ -228,6 +229,42 @@ def test_a_holder_overtaken_after_its_lease_commits_nothing(
     finally:
         idempotency.let_go(held)
     assert _key_row(gw, "slow").recovery_object is None
+
+
+def test_a_holder_overtaken_before_its_last_transaction_still_records_its_work(
+    client: FlaskClient, agency_key: str, gw: Gateway
+) -> None:
+    """The last transaction records what the acquirer answered: if the key was taken over
+    meanwhile, the answer is not kept under it, but the work commits, for the new holder to
+    answer from."""
+    payment = client.post("/v1/payments", json=PAYMENT, headers=auth(agency_key)).json
+    assert payment is not None
+    principal_key = _key_row_for_new_claim(gw, agency_key)
+    asked = idempotency.Request("POST", "/v1/payments/x/confirm", {"amount": 100})
+    first = idempotency.begin(gw, principal_key, "slow-answer", asked)
+    assert isinstance(first, idempotency.Claim)
+    _later(LEASE + dt.timedelta(seconds=1))
+    second = idempotency.begin(gw, principal_key, "slow-answer", asked)
+    assert isinstance(second, idempotency.Claim) and second.token != first.token
+    held = idempotency.hold(first)
+    try:
+        with (
+            idempotency.rendering(lambda _obj: Response("{}", status=200)),
+            gw.db.transaction() as session,
+        ):
+            stored = session.get(Payment, payment["id"])
+            assert stored is not None
+            stored.description = "recorded by the overtaken holder"
+            idempotency.answered(session, stored.id, stored)
+        assert idempotency.kept_answer(stored) is None
+    finally:
+        idempotency.let_go(held)
+    row = _key_row(gw, "slow-answer")
+    assert row.state == idempotency.STARTED and row.lease_token == second.token
+    assert row.response_body is None
+    with gw.db.read() as session:
+        kept = session.get(Payment, payment["id"])
+        assert kept is not None and kept.description == "recorded by the overtaken holder"
 
 
 def _key_row_for_new_claim(gw: Gateway, secret: str) -> str:
