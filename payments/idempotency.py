@@ -93,6 +93,7 @@ class _Holding:
     claim: Claim | None = None
     withhold_answer: bool = False
     render: Render | None = None
+    made: tuple[Any, Any] | None = None  # an object, and the answer made of it beforehand
     answer: tuple[Any, Any] | None = None  # the work's object, and the answer kept of it
 
 
@@ -420,7 +421,8 @@ def answered(session: Session, object_id: str, obj: Any) -> None:
         if holding.claim is None:
             committed(session, object_id)
         return  # kept after the view, as any other answer
-    answer = holding.render(obj)
+    made = holding.made
+    answer = made[1] if made is not None and made[0] is obj else holding.render(obj)
     kept = {
         "response_status": answer.status_code,
         "response_body": None if holding.withhold_answer else answer.get_data(as_text=True),
@@ -436,6 +438,14 @@ def answered(session: Session, object_id: str, obj: Any) -> None:
         )
         return
     holding.answer = (obj, answer)
+
+
+def make_answer(obj: Any) -> None:
+    """Make the answer of `obj` now, for `answered` to keep when the work commits it
+    unchanged: work that knows its answer before its transaction makes it outside."""
+    holding = _held.get()
+    if holding is not None and holding.render is not None:
+        holding.made = (obj, holding.render(obj))
 
 
 def kept_answer(obj: Any) -> Any:

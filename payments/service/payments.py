@@ -131,29 +131,32 @@ def create_payment(gw: Gateway, principal: Principal, new: NewPayment) -> Paymen
             param="currency",
             details={"currency": [f"Must be one of: {', '.join(agency.currencies)}."]},
         )
+    payment = Payment(
+        id=payment_id,
+        agency_id=agency.id,
+        livemode=principal.livemode,
+        status=PaymentStatus.CREATED.value,
+        amount_minor=new.amount_minor,
+        currency=new.currency,
+        amount_captured_minor=0,
+        amount_refunded_minor=0,
+        reference=new.reference,
+        description=new.description,
+        service_code=new.service_code,
+        language=new.language,
+        capture_method=new.capture_method,
+        return_url=new.return_url,
+        next_url=page_url(gw.settings.public_url, gw.settings.secret_key, payment_id),
+        extra=dict(new.metadata),
+        payer=new.payer,
+        created_at=now,
+        updated_at=now,
+        expires_at=now + dt.timedelta(seconds=gw.settings.payment_expiry_s),
+    )
+    # The answer is made before the write lock is taken (SQLite writes one at a time): the
+    # payment is whole already, and the transaction only writes it.
+    idempotency.make_answer(payment)
     with gw.db.transaction() as session:
-        payment = Payment(
-            id=payment_id,
-            agency_id=agency.id,
-            livemode=principal.livemode,
-            status=PaymentStatus.CREATED.value,
-            amount_minor=new.amount_minor,
-            currency=new.currency,
-            amount_captured_minor=0,
-            amount_refunded_minor=0,
-            reference=new.reference,
-            description=new.description,
-            service_code=new.service_code,
-            language=new.language,
-            capture_method=new.capture_method,
-            return_url=new.return_url,
-            next_url=page_url(gw.settings.public_url, gw.settings.secret_key, payment_id),
-            extra=dict(new.metadata),
-            payer=new.payer,
-            created_at=now,
-            updated_at=now,
-            expires_at=now + dt.timedelta(seconds=gw.settings.payment_expiry_s),
-        )
         store.add(session, payment)
         metrics.payment_moved(session, payment.status, payment.provider)
         idempotency.answered(session, payment_id, payment)

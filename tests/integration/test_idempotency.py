@@ -26,6 +26,9 @@ def test_replay_returns_the_first_response(
     assert second.headers["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first.headers
     assert count_rows(gw)["payments"] == 1
+    # The answer kept with the key is the payment as the API shows it.
+    shown = client.get(f"/v1/payments/{first.json['id']}", headers=auth(agency_key))  # type: ignore[index]
+    assert shown.get_data() == first.get_data()
 
 
 def test_same_key_other_body_is_refused(client: FlaskClient, agency_key: str, gw: Gateway) -> None:
