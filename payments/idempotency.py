@@ -448,7 +448,7 @@ def make_answer(obj: Any) -> None:
         holding.made = (obj, holding.render(obj))
 
 
-def kept_answer(obj: Any) -> Any:
+def answer_kept_for(obj: Any) -> Any:
     """The answer the work kept with the key for `obj`, if it kept one, to send as it is."""
     holding = _held.get()
     if holding is None or holding.answer is None or holding.answer[0] is not obj:
@@ -456,7 +456,7 @@ def kept_answer(obj: Any) -> Any:
     return holding.answer[1]
 
 
-def answer_kept(response: Any) -> bool:
+def is_kept_answer(response: Any) -> bool:
     """Whether `response` is the answer the work kept with the key in its own transaction."""
     holding = _held.get()
     return holding is not None and holding.answer is not None and holding.answer[1] is response

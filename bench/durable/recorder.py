@@ -64,28 +64,33 @@ class Recorded:
         return sum(len(t.statements) for t in transactions), len(transactions)
 
 
-class SqliteCursor(sqlite3.Cursor):
-    """sqlite3's cursor, keeping a copy of the rows it fetches in `sink`."""
+class KeepsRows:
+    """A cursor part that keeps a copy of the rows its cursor fetches in `sink`."""
 
     sink: list[Any] | None = None
 
-    def fetchone(self) -> Any:
-        row = super().fetchone()
-        if row is not None and self.sink is not None:
-            self.sink.append(row)
+    def kept(self, rows: list[Any]) -> list[Any]:
+        if self.sink is not None:
+            self.sink.extend(rows)
+        return rows
+
+    def kept_one(self, row: Any) -> Any:
+        if row is not None:
+            self.kept([row])
         return row
 
+
+class SqliteCursor(KeepsRows, sqlite3.Cursor):
+    """sqlite3's cursor, keeping a copy of the rows it fetches in `sink`."""
+
+    def fetchone(self) -> Any:
+        return self.kept_one(super().fetchone())
+
     def fetchmany(self, size: int | None = 1) -> list[Any]:
-        rows = super().fetchmany(size) if size is not None else super().fetchmany()
-        if self.sink is not None:
-            self.sink.extend(rows)
-        return rows
+        return self.kept(super().fetchmany(size) if size is not None else super().fetchmany())
 
     def fetchall(self) -> list[Any]:
-        rows = super().fetchall()
-        if self.sink is not None:
-            self.sink.extend(rows)
-        return rows
+        return self.kept(super().fetchall())
 
 
 class SqliteConnection(sqlite3.Connection):
@@ -95,28 +100,17 @@ class SqliteConnection(sqlite3.Connection):
         return super().cursor(factory)
 
 
-class PsycopgCursor(psycopg.Cursor[Any]):
+class PsycopgCursor(KeepsRows, psycopg.Cursor[Any]):
     """psycopg's cursor, keeping a copy of the rows it fetches in `sink`."""
 
-    sink: list[Any] | None = None
-
     def fetchone(self) -> Any:
-        row = super().fetchone()
-        if row is not None and self.sink is not None:
-            self.sink.append(row)
-        return row
+        return self.kept_one(super().fetchone())
 
     def fetchmany(self, size: int = 0) -> list[Any]:
-        rows = super().fetchmany(size)
-        if self.sink is not None:
-            self.sink.extend(rows)
-        return rows
+        return self.kept(super().fetchmany(size))
 
     def fetchall(self) -> list[Any]:
-        rows = super().fetchall()
-        if self.sink is not None:
-            self.sink.extend(rows)
-        return rows
+        return self.kept(super().fetchall())
 
 
 def keep_rows(dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:

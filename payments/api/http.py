@@ -233,7 +233,7 @@ def _settle_key(response: Response) -> None:
     its repeats answer the object afresh."""
     holding = idempotency.holding()
     claim = holding.claim if holding is not None else None
-    if claim is None or idempotency.answer_kept(response):
+    if claim is None or idempotency.is_kept_answer(response):
         return  # nothing written under the key, or the work kept this answer with it
     if claim.replay:
         response.headers["Idempotent-Replayed"] = "true"

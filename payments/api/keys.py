@@ -66,7 +66,7 @@ def claimed_in_work(status: int, schema: Schema) -> Callable[[View], View]:
                     if outcome.recovered is None and isinstance(stopped, GatewayError):
                         raise  # nothing under the key before: this answer is the first
                     result = view(*args, **kwargs)  # again, holding the key
-            kept = idempotency.kept_answer(result)
+            kept = idempotency.answer_kept_for(result)
             return result if kept is None else kept
 
         setattr(keyed, CLAIMS_IN_WORK, True)

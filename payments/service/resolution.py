@@ -9,7 +9,7 @@ import dataclasses
 import datetime as dt
 import logging
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 
 import ledger
 from payments import clock
@@ -137,19 +137,26 @@ def _ask(gw: Gateway, attempt: Attempt, currency: str) -> ProviderResult:
     return result
 
 
-def resolve_attempts(gw: Gateway, report: PassReport) -> None:
-    now = clock.now()
+def _due_attempts(
+    gw: Gateway, now: dt.datetime, *which: ColumnElement[bool]
+) -> list[tuple[Attempt, str]]:
+    """The attempts `which` selects whose next check is due, soonest first, a batch at most,
+    each with its payment's currency."""
     with gw.db.read() as session:
-        due = list(
-            session.execute(
+        return [
+            (attempt, currency)
+            for attempt, currency in session.execute(
                 select(Attempt, Payment.currency)
                 .join(Payment, Payment.id == Attempt.payment_id)
-                .where(Attempt.pending_action.is_not(None), Attempt.next_check_at <= now)
+                .where(*which, Attempt.next_check_at <= now)
                 .order_by(Attempt.next_check_at)
                 .limit(BATCH)
-            ).all()
-        )
-    for attempt, currency in due:
+            )
+        ]
+
+
+def resolve_attempts(gw: Gateway, report: PassReport) -> None:
+    for attempt, currency in _due_attempts(gw, clock.now(), Attempt.pending_action.is_not(None)):
         resolve_attempt(gw, attempt, currency, report)
 
 
@@ -201,22 +208,12 @@ def watch_late_captures(gw: Gateway, report: PassReport) -> None:
     a payer paid on the scheme's page after all is given straight back (`return_late_capture`),
     whether or not they ever came back to the gateway."""
     now = clock.now()
-    with gw.db.read() as session:
-        due = list(
-            session.execute(
-                select(Attempt, Payment.currency)
-                .join(Payment, Payment.id == Attempt.payment_id)
-                .where(
-                    Attempt.pending_action.is_(None),
-                    Attempt.status == AttemptStatus.DECLINED.value,
-                    Attempt.decline_code == FailureCode.ABANDONED.value,
-                    Attempt.next_check_at <= now,
-                )
-                .order_by(Attempt.next_check_at)
-                .limit(BATCH)
-            ).all()
-        )
-    for attempt, currency in due:
+    abandoned = (
+        Attempt.pending_action.is_(None),
+        Attempt.status == AttemptStatus.DECLINED.value,
+        Attempt.decline_code == FailureCode.ABANDONED.value,
+    )
+    for attempt, currency in _due_attempts(gw, now, *abandoned):
         return_late_capture(gw, attempt, currency)
         with gw.db.transaction() as session:
             row = session.get(Attempt, attempt.id, with_for_update=True)

@@ -256,7 +256,7 @@ def test_a_holder_overtaken_before_its_last_transaction_still_records_its_work(
             assert stored is not None
             stored.description = "recorded by the overtaken holder"
             idempotency.answered(session, stored.id, stored)
-        assert idempotency.kept_answer(stored) is None
+        assert idempotency.answer_kept_for(stored) is None
     finally:
         idempotency.let_go(held)
     row = _key_row(gw, "slow-answer")
