@@ -21,6 +21,8 @@ from sqlalchemy.exc import OperationalError
 from config import ConfigurationError, Settings, load_settings
 from payments import logs, migrate, progress
 from payments.errors import GatewayError, Unavailable
+from payments.finance import accounts
+from payments.finance import demo as console_demo
 from payments.gateway import Gateway, build_gateway
 from payments.money import format_major
 from payments.service import access, anchors, audit, demo, resolution
@@ -104,6 +106,29 @@ def demo_seed() -> None:
     click.echo("Demo API keys (test mode: the sandbox and the national schemes' simulators):")
     for who, key in keys:
         click.echo(f"  {who:<10} {key}")
+    users = _run(console_demo.seed, gw)
+    click.echo("Demo finance console users (http://127.0.0.1:8000/finance; the admin sets up")
+    click.echo("two-step verification at first sign-in):")
+    for email, role, password in users:
+        click.echo(f"  {role:<10} {email}  {password}")
+
+
+@main.group()
+def users() -> None:
+    """Finance console users."""
+
+
+@users.command("create")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["finance", "admin"]), required=True)
+def users_create(email: str, role: str) -> None:
+    """Create a finance console user; the password is read from standard input."""
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    user = _run(accounts.create_user, _gateway(), email, role, password, actor="cli")
+    click.echo(f"created {user.role} user {user.email} ({user.id})")
 
 
 @main.group()

@@ -23,6 +23,7 @@ from payments.api import (
 )
 from payments.checkout import pages as checkout_pages
 from payments.checkout import scheme_simulators, simulator
+from payments.finance import pages as finance_pages
 from payments.gateway import Gateway, build_gateway
 from payments.schemas import ErrorSchema
 
@@ -58,10 +59,10 @@ def create_app(settings: Settings | None = None, gw: Gateway | None = None) -> F
         # A page session cookie signed before a secret key rotation still opens.
         SECRET_KEY_FALLBACKS=[settings.previous_secret_key] if settings.previous_secret_key else [],
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
-        # The session cookie only carries the hosted page's CSRF secret.
+        # The session cookie carries the pages' CSRF secret and the finance console's sign-in.
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=settings.is_production,
+        SESSION_COOKIE_SECURE=settings.env != "development",
         WTF_CSRF_TIME_LIMIT=4 * 3600,
         API_TITLE="GCC e-payment gateway",
         API_VERSION="v1",
@@ -90,11 +91,14 @@ def create_app(settings: Settings | None = None, gw: Gateway | None = None) -> F
     app.register_blueprint(ops.blp)
     app.register_blueprint(notifications.blp)
     app.register_blueprint(checkout_pages.blp)
+    app.register_blueprint(finance_pages.blp)
     # The sandbox's 3-D Secure simulator exists only outside production.
     app.register_blueprint(simulator.absent_blp if settings.is_production else simulator.blp)
     app.register_blueprint(
         scheme_simulators.absent_blp if settings.is_production else scheme_simulators.blp
     )
-    limits.install(app, settings)  # before http: a limited request is refused untouched
+    # Before http: a limited request is refused untouched. The console counts failed
+    # sign-ins in the same counters.
+    app.extensions["rate_counters"] = limits.install(app, settings)
     http.install(app)  # after Api(), so our error handlers replace flask-smorest's
     return app

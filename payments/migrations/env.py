@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from ledger.models import LedgerBase
+from payments.finance import models as finance_models  # noqa: F401 - registers their tables
 from payments.models import Base
 from payments.webhooks import models as webhook_models  # noqa: F401 - registers their tables
 

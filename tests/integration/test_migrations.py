@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 
 from ledger.models import LedgerBase
 from payments.db import make_engine
+from payments.finance import models as finance_models  # noqa: F401 - registers their tables
 from payments.migrate import alembic_config, is_current, upgrade
 from payments.models import Base
 from tests.conftest import _libpq, postgres_base_url

@@ -1,0 +1,330 @@
+"""Console users: creating them, signing in with a password and a second factor (TOTP or a
+recovery code), enrolment, and what an administrator may do to an account. Every step writes
+the audit log."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import hmac
+import re
+import secrets
+
+import pyotp
+import segno
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from payments import clock
+from payments.errors import Conflict, NotFound, ValidationFailed
+from payments.finance import audit
+from payments.finance.models import LANGUAGES, ROLES, ConsoleUser
+from payments.gateway import Gateway
+from payments.ids import new_id
+from payments.webhooks.sealing import SecretBox
+
+MIN_PASSWORD_CHARS = 12
+MAX_PASSWORD_CHARS = 1024  # argon2 hashes anything; a megabyte password is an attack
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{2,63}$")
+RECOVERY_CODES = 10
+ISSUER = "GCC e-payment gateway"
+TOTP_WINDOW = 1  # a code of the step before or after is accepted too (clock drift)
+
+_hasher = PasswordHasher()
+
+
+@functools.cache
+def _unknown_account_hash() -> str:
+    """A hash to verify against when no account has the e-mail typed, so that a sign-in
+    takes the same time whether or not the account exists."""
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
+def normal_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def _check_email(email: str) -> str:
+    email = normal_email(email)
+    if len(email) > 254 or not EMAIL_RE.match(email):
+        raise ValidationFailed("an e-mail address such as name@ministry.gov.om", param="email")
+    return email
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise ValidationFailed(
+            f"a password of at least {MIN_PASSWORD_CHARS} characters", param="password"
+        )
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise ValidationFailed(
+            f"a password of at most {MAX_PASSWORD_CHARS} characters", param="password"
+        )
+
+
+def _box(gw: Gateway) -> SecretBox:
+    return SecretBox(gw.settings.encryption_key)
+
+
+def _code_digest(gw: Gateway, code: str) -> str:
+    key = ("console-recovery:" + gw.settings.secret_key).encode()
+    return hmac.new(key, code.replace("-", "").lower().encode(), hashlib.sha256).hexdigest()
+
+
+def create_user(
+    gw: Gateway,
+    email: str,
+    role: str,
+    password: str,
+    *,
+    actor: str,
+    address: str | None = None,
+    language: str = "ar",
+) -> ConsoleUser:
+    """A new console user; `actor` is who created it (an admin's id, or `cli`)."""
+    email = _check_email(email)
+    if role not in ROLES:
+        raise ValidationFailed(f"role is one of {', '.join(ROLES)}", param="role")
+    if language not in LANGUAGES:
+        raise ValidationFailed("language is ar or en", param="language")
+    check_password(password)
+    password_hash = _hasher.hash(password)  # outside the transaction: it takes a while
+    with gw.db.transaction() as session:
+        if session.scalar(select(ConsoleUser.id).where(ConsoleUser.email == email)):
+            raise Conflict(f"a user {email} exists already", code="user_exists")
+        user = ConsoleUser(
+            id=new_id("usr"),
+            email=email,
+            role=role,
+            password_hash=password_hash,
+            language=language,
+            session_epoch=0,
+            created_at=clock.now(),
+        )
+        session.add(user)
+        audit.record(
+            session,
+            actor,
+            "user_created",
+            target=user.id,
+            address=address,
+            details={"email": email, "role": role},
+        )
+    return user
+
+
+@dataclasses.dataclass(frozen=True)
+class PasswordChecked:
+    """The outcome of the password step: the user, or None for a wrong e-mail or password
+    (one answer for both)."""
+
+    user: ConsoleUser | None
+
+    @property
+    def needs_enrolment(self) -> bool:
+        """An admin without a second factor enrols before anything else."""
+        return self.user is not None and self.user.role == "admin" and not self.user.totp_secret
+
+
+def check_sign_in(
+    gw: Gateway, email: str, password: str, *, address: str | None
+) -> PasswordChecked:
+    """The password step. A failure is audited under the e-mail typed; a success is audited
+    once the second factor (if any) is passed too, by `signed_in`."""
+    email = normal_email(email)[:254]
+    with gw.db.read() as session:
+        user = session.scalar(select(ConsoleUser).where(ConsoleUser.email == email))
+    stored = user.password_hash if user is not None else _unknown_account_hash()
+    try:
+        _hasher.verify(stored, password[:MAX_PASSWORD_CHARS])
+        good = user is not None and user.disabled_at is None
+    except (VerificationError, InvalidHashError):
+        good = False
+    if not good:
+        audit.write(gw, email or "(none)", "sign_in_failed", address=address)
+        return PasswordChecked(None)
+    assert user is not None
+    if _hasher.check_needs_rehash(user.password_hash):
+        _rehash(gw, user.id, password)
+    return PasswordChecked(user)
+
+
+def _rehash(gw: Gateway, user_id: str, password: str) -> None:
+    new_hash = _hasher.hash(password)
+    with gw.db.transaction() as session:
+        found = session.get(ConsoleUser, user_id)
+        if found is not None:
+            found.password_hash = new_hash
+
+
+def signed_in(gw: Gateway, user: ConsoleUser, *, address: str | None, factor: str) -> None:
+    audit.write(gw, user.id, "sign_in", address=address, details={"second_factor": factor})
+
+
+def check_second_factor(gw: Gateway, user_id: str, code: str, *, address: str | None) -> bool:
+    """A TOTP code (each good once) or an unused recovery code (then spent)."""
+    code = re.sub(r"[\s-]", "", code)[:32]
+    with gw.db.transaction() as session:
+        user = session.get(ConsoleUser, user_id, with_for_update=True)
+        if user is None or user.disabled_at is not None or not user.totp_secret:
+            return False
+        if code.isdigit() and len(code) == 6:
+            ok = _spend_totp(gw, user, code)
+        else:
+            ok = _spend_recovery_code(gw, user, code)
+        if not ok:
+            audit.record(session, user.id, "second_factor_failed", address=address)
+        return ok
+
+
+def _spend_totp(gw: Gateway, user: ConsoleUser, code: str) -> bool:
+    assert user.totp_secret is not None
+    secret = _box(gw).open(user.totp_secret, context=f"{user.id}:totp").decode()
+    totp = pyotp.TOTP(secret)
+    now = clock.now()
+    step_now = int(now.timestamp()) // totp.interval
+    for step in range(step_now - TOTP_WINDOW, step_now + TOTP_WINDOW + 1):
+        if user.totp_last_step is not None and step <= user.totp_last_step:
+            continue  # a code once used, or older than one used, is spent
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            user.totp_last_step = step
+            return True
+    return False
+
+
+def _spend_recovery_code(gw: Gateway, user: ConsoleUser, code: str) -> bool:
+    wanted = _code_digest(gw, code)
+    left = list(user.recovery_codes or ())
+    for digest in left:
+        if hmac.compare_digest(digest, wanted):
+            left.remove(digest)
+            user.recovery_codes = left
+            return True
+    return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Enrolment:
+    """A second factor offered, not yet kept: the secret and its QR code (SVG)."""
+
+    secret: str
+    uri: str
+    qr_svg: str
+
+
+def offer_enrolment(user: ConsoleUser, secret: str | None = None) -> Enrolment:
+    """A new secret (or the one offered before, drawn again) and its QR code."""
+    secret = secret or pyotp.random_base32()
+    uri = pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=ISSUER)
+    qr = segno.make(uri, error="m")
+    svg = qr.svg_inline(scale=5, dark="#111", light="#fff", title="TOTP")
+    return Enrolment(secret=secret, uri=uri, qr_svg=svg)
+
+
+def enrol(
+    gw: Gateway, user_id: str, secret: str, code: str, *, address: str | None
+) -> list[str] | None:
+    """Keep the second factor once a code from it proves the user holds it; the recovery
+    codes, shown once, or None if the code was wrong."""
+    totp = pyotp.TOTP(secret)
+    code = re.sub(r"\s", "", code)[:16]
+    if not totp.verify(code, for_time=clock.now(), valid_window=TOTP_WINDOW):
+        return None
+    codes = [_recovery_code() for _ in range(RECOVERY_CODES)]
+    with gw.db.transaction() as session:
+        user = session.get(ConsoleUser, user_id, with_for_update=True)
+        if user is None or user.disabled_at is not None:
+            return None
+        user.totp_secret = _box(gw).seal(secret.encode(), context=f"{user.id}:totp")
+        user.totp_last_step = int(clock.now().timestamp()) // totp.interval
+        user.recovery_codes = [_code_digest(gw, c) for c in codes]
+        audit.record(session, user.id, "second_factor_enrolled", address=address)
+    return codes
+
+
+def _recovery_code() -> str:
+    raw = secrets.token_hex(5)
+    return f"{raw[:5]}-{raw[5:]}"
+
+
+def active_user(gw: Gateway, user_id: str, epoch: int) -> ConsoleUser | None:
+    """The user a session names, if the account is enabled and the session not ended."""
+    with gw.db.read() as session:
+        user = session.get(ConsoleUser, user_id)
+    if user is None or user.disabled_at is not None or user.session_epoch != epoch:
+        return None
+    return user
+
+
+def sign_out(gw: Gateway, user_id: str, *, address: str | None) -> None:
+    """End every session of the user (a copied cookie dies with the one signed out)."""
+    with gw.db.transaction() as session:
+        user = session.get(ConsoleUser, user_id, with_for_update=True)
+        if user is not None:
+            user.session_epoch += 1
+            audit.record(session, user.id, "sign_out", address=address)
+
+
+def set_language(gw: Gateway, user_id: str, language: str) -> None:
+    if language not in LANGUAGES:
+        raise ValidationFailed("language is ar or en", param="language")
+    with gw.db.transaction() as session:
+        user = session.get(ConsoleUser, user_id, with_for_update=True)
+        if user is not None:
+            user.language = language
+
+
+def list_users(gw: Gateway) -> list[ConsoleUser]:
+    with gw.db.read() as session:
+        return list(session.scalars(select(ConsoleUser).order_by(ConsoleUser.email)))
+
+
+def _admin_change(session: Session, user_id: str) -> ConsoleUser:
+    user = session.get(ConsoleUser, user_id, with_for_update=True)
+    if user is None:
+        raise NotFound(f"no user {user_id[:40]!r}", param="id")
+    return user
+
+
+def disable_user(gw: Gateway, user_id: str, *, actor: str, address: str | None) -> ConsoleUser:
+    """Disable an account: its sessions end at once; an admin never disables the last
+    enabled admin, themselves included."""
+    with gw.db.transaction() as session:
+        user = _admin_change(session, user_id)
+        if user.disabled_at is not None:
+            raise Conflict("the user is disabled already", code="user_disabled")
+        if user.role == "admin" and _enabled_admins(session) <= 1:
+            raise Conflict("the last enabled administrator stays", code="last_admin")
+        user.disabled_at = clock.now()
+        user.session_epoch += 1
+        audit.record(session, actor, "user_disabled", target=user.id, address=address)
+    return user
+
+
+def reset_second_factor(
+    gw: Gateway, user_id: str, *, actor: str, address: str | None
+) -> ConsoleUser:
+    """Forget a user's second factor (a lost phone): their sessions end, and they enrol anew
+    at their next sign-in (an admin must; a finance user may)."""
+    with gw.db.transaction() as session:
+        user = _admin_change(session, user_id)
+        user.totp_secret = None
+        user.totp_last_step = None
+        user.recovery_codes = None
+        user.session_epoch += 1
+        audit.record(session, actor, "second_factor_reset", target=user.id, address=address)
+    return user
+
+
+def _enabled_admins(session: Session) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(ConsoleUser)
+            .where(ConsoleUser.role == "admin", ConsoleUser.disabled_at.is_(None))
+        )
+        or 0
+    )
