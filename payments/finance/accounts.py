@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 
 import pyotp
 import segno
@@ -282,6 +283,22 @@ def list_users(gw: Gateway) -> list[ConsoleUser]:
         return list(session.scalars(select(ConsoleUser).order_by(ConsoleUser.email)))
 
 
+MAX_LOOKUP = 500  # the most user ids one look-up takes (one page of the audit log is fewer)
+
+
+def emails_of(gw: Gateway, user_ids: Iterable[str]) -> dict[str, str]:
+    """The e-mail address of each of these user ids that names a console user (the first
+    `MAX_LOOKUP` of them)."""
+    wanted = sorted({u for u in user_ids if u.startswith("usr_") and len(u) <= 40})[:MAX_LOOKUP]
+    if not wanted:
+        return {}
+    with gw.db.read() as session:
+        rows = session.execute(
+            select(ConsoleUser.id, ConsoleUser.email).where(ConsoleUser.id.in_(wanted))
+        ).all()
+    return {row.id: row.email for row in rows}
+
+
 def _admin_change(session: Session, user_id: str) -> ConsoleUser:
     user = session.get(ConsoleUser, user_id, with_for_update=True)
     if user is None:
@@ -328,3 +345,12 @@ def _enabled_admins(session: Session) -> int:
         )
         or 0
     )
+
+
+def user_id_of(gw: Gateway, email: str) -> str | None:
+    """The id of the user with `email`, if any."""
+    with gw.db.read() as session:
+        found = session.scalar(
+            select(ConsoleUser.id).where(ConsoleUser.email == normal_email(email))
+        )
+    return found

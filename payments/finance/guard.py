@@ -5,7 +5,6 @@ the per-account and per-address limits on failed sign-ins."""
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -13,6 +12,7 @@ from flask import Response, abort, current_app, g, redirect, request, session, u
 from limits import parse_many
 
 from payments.counters import Counters
+from payments import clock
 from payments.finance import accounts, protection
 from payments.finance.models import ConsoleUser
 from payments.gateway import Gateway
@@ -30,6 +30,10 @@ _KEY = "finance"  # the session cookie's entry for the console
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _seconds() -> int:
+    return int(clock.now().timestamp())
+
+
 def gateway() -> Gateway:
     gw: Gateway = current_app.extensions["gateway"]
     return gw
@@ -42,7 +46,7 @@ def address() -> str:
 def begin(user: ConsoleUser, *, second_factor_due: bool) -> None:
     """A fresh session for `user` (never one carried over from before the password)."""
     session.clear()
-    now = int(time.time())
+    now = _seconds()
     session[_KEY] = {
         "user": user.id,
         "epoch": user.session_epoch,
@@ -68,7 +72,7 @@ def _state() -> dict[str, Any] | None:
     state = session.get(_KEY)
     if not isinstance(state, dict):
         return None
-    now = int(time.time())
+    now = _seconds()
     try:
         if now - int(state["seen"]) > IDLE_S or now - int(state["started"]) > ABSOLUTE_S:
             end()
@@ -97,7 +101,7 @@ def current_user() -> ConsoleUser | None:
         end()
         return None
     state = dict(state)
-    state["seen"] = int(time.time())
+    state["seen"] = _seconds()
     session[_KEY] = state
     return user
 
