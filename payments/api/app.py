@@ -97,8 +97,6 @@ def create_app(settings: Settings | None = None, gw: Gateway | None = None) -> F
     app.register_blueprint(
         scheme_simulators.absent_blp if settings.is_production else scheme_simulators.blp
     )
-    # Before http: a limited request is refused untouched. The console counts failed
-    # sign-ins in the same counters.
-    app.extensions["rate_counters"] = limits.install(app, settings)
+    limits.install(app, settings)  # before http: a limited request is refused untouched
     http.install(app)  # after Api(), so our error handlers replace flask-smorest's
     return app

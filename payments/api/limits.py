@@ -5,24 +5,34 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import threading
+import time
 import uuid
 
 from flask import Flask, Response, g, request
 from limits import RateLimitItem, parse_many
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 
 from config.settings import Settings, check_rate_limit
+from payments.api import ratestore
 from payments.api.context import caller
 from payments.api.http import REQUEST_ID_RE, error_response, is_api
 from payments.checkout.pages import error_page
-from payments.counters import Counters
 from payments.errors import GatewayError, RateLimited
 from payments.principal import Principal
 
 log = logging.getLogger(__name__)
 
 # Pages limited per client address, GETs and POSTs apart: the hosted page and the finance
-# console's sign-in (whose failures are limited per account too, payments/finance/guard.py).
+# console's sign-in (whose failures also lock the account: payments/finance/accounts.py).
 PAGE_PREFIXES = ("/pay/", "/finance/sign-in")
+# A Redis that does not answer within this is taken as down: the limits then count in this
+# process, and Redis is tried again after REDIS_RETRY_S (a warning logged each way).
+REDIS_TIMEOUT_S = 0.5
+REDIS_RETRY_S = 5.0
+KEY_PREFIX = "gateway"
 PER_KEY = "api-key"  # the counters of API keys are named so
 
 
@@ -42,6 +52,72 @@ def _caller() -> Principal | None:
         return caller()
     except GatewayError:  # a malformed, unknown or revoked key, or the database is away
         return None
+
+
+class Counters:
+    """Fixed-window counters: in Redis when configured, shared by every worker; in this process
+    otherwise, and while Redis does not answer. A store that fails never fails a request."""
+
+    def __init__(self, redis_url: str | None) -> None:
+        self._local = FixedWindowRateLimiter(storage_from_string(f"{ratestore.SCHEME}://"))
+        self._shared = (
+            FixedWindowRateLimiter(
+                storage_from_string(
+                    redis_url,
+                    socket_connect_timeout=REDIS_TIMEOUT_S,
+                    socket_timeout=REDIS_TIMEOUT_S,
+                )
+            )
+            if redis_url
+            else None
+        )
+        self._shared_away_until: float | None = None  # set while Redis does not answer
+        self._lock = threading.Lock()
+
+    def _counting(self) -> tuple[FixedWindowRateLimiter, bool]:
+        """The counters to use now, and whether they are Redis's."""
+        away_until = self._shared_away_until
+        if self._shared is None or (away_until is not None and time.monotonic() < away_until):
+            return self._local, False
+        return self._shared, True
+
+    def hit(self, limits: tuple[RateLimitItem, ...], counter: str) -> int | None:
+        """Count one request against each of `limits` under `counter`: None if it is within
+        them all, else the whole seconds until every one it passed lets a request through
+        again (at least 1)."""
+        counting, shared = self._counting()
+        try:
+            refused_until = 0.0
+            for limit in limits:
+                if not counting.hit(limit, KEY_PREFIX, counter):
+                    stats = counting.get_window_stats(limit, KEY_PREFIX, counter)
+                    refused_until = max(refused_until, stats.reset_time)
+        except Exception as exc:  # a store that fails lets the request through
+            if not shared:
+                log.warning("rate limit counters failed", exc_info=exc)
+                return None
+            self._away(exc)
+            return self.hit(limits, counter)
+        self._answered(shared)
+        if not refused_until:
+            return None
+        return max(1, math.ceil(refused_until - time.time()))
+
+    def _away(self, exc: Exception) -> None:
+        with self._lock:
+            if self._shared_away_until is None:
+                log.warning(
+                    "Redis does not answer; falling back to in-memory rate limit counters",
+                    extra={"error": repr(exc)},
+                )
+            self._shared_away_until = time.monotonic() + REDIS_RETRY_S
+
+    def _answered(self, shared: bool) -> None:
+        if shared and self._shared_away_until is not None:
+            with self._lock:
+                if self._shared_away_until is not None:
+                    self._shared_away_until = None
+                    log.warning("Redis answers again; rate limits are counted there")
 
 
 @functools.lru_cache(maxsize=64)

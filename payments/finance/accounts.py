@@ -5,9 +5,11 @@ the audit log."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import hashlib
 import hmac
+import math
 import re
 import secrets
 from collections.abc import Iterable
@@ -16,13 +18,13 @@ import pyotp
 import segno
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from payments import clock
 from payments.errors import Conflict, NotFound, ValidationFailed
 from payments.finance import audit
-from payments.finance.models import LANGUAGES, ROLES, ConsoleUser
+from payments.finance.models import LANGUAGES, ROLES, AuditRecord, ConsoleUser
 from payments.gateway import Gateway
 from payments.ids import new_id
 from payments.webhooks.sealing import SecretBox
@@ -33,6 +35,12 @@ EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{2,63}$")
 RECOVERY_CODES = 10
 ISSUER = "GCC e-payment gateway"
 TOTP_WINDOW = 1  # a code of the step before or after is accepted too (clock drift)
+# Failed sign-ins lock for a while: per account (the e-mail typed, known or not, so that a
+# lock-out says nothing of whether the account exists; wrong second-factor codes count too)
+# and per address. Counted from the audit log, which every worker and node shares.
+LOCK_WINDOW = dt.timedelta(minutes=15)
+FAILURES_PER_ACCOUNT = 5
+FAILURES_PER_ADDRESS = 20
 
 _hasher = PasswordHasher()
 
@@ -159,6 +167,41 @@ def _rehash(gw: Gateway, user_id: str, password: str) -> None:
         found = session.get(ConsoleUser, user_id)
         if found is not None:
             found.password_hash = new_hash
+
+
+def locked_for(gw: Gateway, email: str, address: str | None) -> int | None:
+    """Seconds until a sign-in as `email` from `address` may be tried again, or None."""
+    email = normal_email(email)[:254]
+    since = clock.now() - LOCK_WINDOW
+    failed = AuditRecord.action.in_(("sign_in_failed", "second_factor_failed"))
+    with gw.db.read() as session:
+        user_id = session.scalar(select(ConsoleUser.id).where(ConsoleUser.email == email))
+        who = [email] if user_id is None else [email, user_id]
+        by_account = _failures(session, failed, AuditRecord.actor.in_(who), since)
+        by_address = _failures(session, failed, AuditRecord.address == address, since)
+    until = [
+        found[limit - 1] + LOCK_WINDOW
+        for found, limit in ((by_account, FAILURES_PER_ACCOUNT), (by_address, FAILURES_PER_ADDRESS))
+        if len(found) >= limit
+    ]
+    if not until:
+        return None
+    return max(1, math.ceil((max(until) - clock.now()).total_seconds()))
+
+
+def _failures(
+    session: Session, failed: ColumnElement[bool], whose: ColumnElement[bool], since: dt.datetime
+) -> list[dt.datetime]:
+    """When the failures `whose` selects happened since `since`, newest first (enough of
+    them to tell a lock)."""
+    return list(
+        session.scalars(
+            select(AuditRecord.created_at)
+            .where(failed, whose, AuditRecord.created_at >= since)
+            .order_by(AuditRecord.created_at.desc())
+            .limit(max(FAILURES_PER_ACCOUNT, FAILURES_PER_ADDRESS))
+        )
+    )
 
 
 def signed_in(gw: Gateway, user: ConsoleUser, *, address: str | None, factor: str) -> None:

@@ -1,6 +1,5 @@
 """Who is signed in to the console: the session in the signed cookie (15 minutes idle, 8 hours
-in all, ended for every device at sign-out), the role a page needs, CSRF on every form, and
-the per-account and per-address limits on failed sign-ins."""
+in all, ended for every device at sign-out), the role a page needs, and CSRF on every form."""
 
 from __future__ import annotations
 
@@ -9,9 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Response, abort, current_app, g, redirect, request, session, url_for
-from limits import parse_many
 
-from payments.counters import Counters
 from payments import clock
 from payments.finance import accounts, protection
 from payments.finance.models import ConsoleUser
@@ -20,10 +17,6 @@ from payments.principal import Principal
 
 IDLE_S = 15 * 60
 ABSOLUTE_S = 8 * 3600
-# Failed sign-ins: per account (the e-mail typed, known or not, so that a lock-out says
-# nothing of whether the account exists) and per address.
-FAILURES_PER_ACCOUNT = tuple(parse_many("5/15minutes"))
-FAILURES_PER_ADDRESS = tuple(parse_many("20/15minutes"))
 
 _KEY = "finance"  # the session cookie's entry for the console
 
@@ -158,23 +151,6 @@ def check_csrf() -> Response | None:
     return None
 
 
-def _counters() -> Counters:
-    counters: Counters = current_app.extensions["rate_counters"]
-    return counters
-
-
 def locked_for(email: str) -> int | None:
     """Seconds until sign-ins for `email` from this address may be tried again, or None."""
-    counters = _counters()
-    waits = [
-        counters.refused(FAILURES_PER_ACCOUNT, f"sign-in-account:{accounts.normal_email(email)}"),
-        counters.refused(FAILURES_PER_ADDRESS, f"sign-in-address:{address()}"),
-    ]
-    known = [w for w in waits if w is not None]
-    return max(known) if known else None
-
-
-def count_failure(email: str) -> None:
-    counters = _counters()
-    counters.hit(FAILURES_PER_ACCOUNT, f"sign-in-account:{accounts.normal_email(email)}")
-    counters.hit(FAILURES_PER_ADDRESS, f"sign-in-address:{address()}")
+    return accounts.locked_for(gateway(), email, address())

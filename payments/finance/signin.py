@@ -50,7 +50,6 @@ def sign_in_post() -> Response:
         return response
     checked = accounts.check_sign_in(gw, email, password, address=guard.address())
     if checked.user is None:
-        guard.count_failure(email)
         return render("sign_in.html", status=401, email=email, next=nxt, failed=True)
     user = checked.user
     has_factor = bool(user.totp_secret)
@@ -83,7 +82,6 @@ def second_factor_post() -> Response:
         return render("second_factor.html", status=429, locked_minutes=math.ceil(locked / 60))
     code = request.form.get("code", "")
     if not accounts.check_second_factor(gw, user.id, code, address=guard.address()):
-        guard.count_failure(user.email)
         return render("second_factor.html", status=401, failed=True)
     guard.promote()
     accounts.signed_in(gw, user, address=guard.address(), factor="totp")

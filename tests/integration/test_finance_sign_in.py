@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from payments import clock
-from payments.finance import accounts, guard
+from payments.finance import accounts
 from payments.finance.models import AuditRecord, ConsoleUser
 from payments.gateway import Gateway
 from tests.integration.finance_support import PASSWORD, csrf, make_user, sign_in
@@ -86,7 +86,7 @@ def test_a_wrong_password_and_an_unknown_account_get_the_same_answer(
 
 def test_repeated_failures_lock_the_account_known_or_not(gw: Gateway, client: FlaskClient) -> None:
     email = make_user(gw)
-    for _ in range(len(guard.FAILURES_PER_ACCOUNT) * 5):
+    for _ in range(accounts.FAILURES_PER_ACCOUNT):
         assert _post_sign_in(client, email, "not the password at all")[0] == 401
     status, page = _post_sign_in(client, email, PASSWORD)  # even the right password now
     assert status == 429

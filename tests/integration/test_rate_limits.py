@@ -21,7 +21,6 @@ from werkzeug.test import TestResponse
 from config import Settings
 from payments.api import limits
 from payments.api.app import create_app
-from payments.counters import Counters
 from payments.gateway import Gateway
 from payments.models import IdempotencyRecord
 from tests.conftest import PAYMENT, auth, count_rows, new_agency
@@ -284,11 +283,11 @@ def test_an_unreachable_redis_falls_back_to_counting_in_the_process(
 def test_counting_returns_to_redis_when_it_answers_again(
     shared_store: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    counters = Counters(shared_store)
+    counters = limits.Counters(shared_store)
     three = limits._parsed("3/minute")
     counters._shared_away_until = time.monotonic() - 1  # it was away; the retry time is past
     assert counters.hit(three, "api-key:k1") is None
     assert counters._shared_away_until is None
     assert any("answers again" in r.getMessage() for r in caplog.records)
-    other = Counters(shared_store)  # another worker sees the same count
+    other = limits.Counters(shared_store)  # another worker sees the same count
     assert [other.hit(three, "api-key:k1") for _ in range(3)][-1] is not None

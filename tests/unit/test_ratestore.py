@@ -9,7 +9,7 @@ from limits import parse
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
-from payments.ratestore import SCHEME, SWEEP_EVERY_S, ProcessCounters
+from payments.api.ratestore import SCHEME, SWEEP_EVERY_S, ProcessCounters
 
 
 class Clock:
