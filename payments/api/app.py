@@ -26,6 +26,7 @@ from payments.checkout import scheme_simulators, simulator
 from payments.finance import pages as finance_pages
 from payments.gateway import Gateway, build_gateway
 from payments.schemas import ErrorSchema
+from payments.settlement.desk import GatewaySettlementDesk
 
 
 class GatewayApi(Api):  # type: ignore[misc]
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, gw: Gateway | None = None) -> F
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["gateway"] = gw
+    app.extensions["settlement_desk"] = GatewaySettlementDesk(gw)
     api = GatewayApi(app)
     for blueprint in (
         payments.blp,
