@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import hashlib
 import re
 import secrets
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -36,6 +39,8 @@ def digest(secret: str) -> str:
 
 
 FEE_BEARERS = ("gateway", "agency")
+MAX_NAME_CHARS = 200  # the names' columns
+LIST_LIMIT = 500  # the most agencies or keys one listing shows, newest first
 
 
 def create_agency(
@@ -47,7 +52,10 @@ def create_agency(
     state: str,
     currencies: list[str],
     fee_bearer: str = "gateway",
+    audited: Callable[[Session, Agency], None] | None = None,
 ) -> Agency:
+    """Register an agency; `audited`, if given, is called with the new agency inside the
+    transaction that adds it (to write the audit log with the change)."""
     if not AGENCY_ID_RE.match(agency_id):
         raise ValidationFailed("agency id: lower-case letters, digits and '-'", param="id")
     if state not in MEMBER_STATES:
@@ -57,6 +65,10 @@ def create_agency(
         raise ValidationFailed(f"unsupported currencies: {unknown}", param="currency")
     if not name.strip() or not name_ar.strip():
         raise ValidationFailed("an agency needs an English and an Arabic name", param="name")
+    if len(name) > MAX_NAME_CHARS or len(name_ar) > MAX_NAME_CHARS:
+        raise ValidationFailed(
+            f"an agency's names have at most {MAX_NAME_CHARS} characters", param="name"
+        )
     if fee_bearer not in FEE_BEARERS:
         raise ValidationFailed("fee bearer must be gateway or agency", param="fee_bearer")
     with gw.db.transaction() as session:
@@ -72,7 +84,63 @@ def create_agency(
             created_at=clock.now(),
         )
         session.add(agency)
+        if audited is not None:
+            audited(session, agency)
     return agency
+
+
+def list_agencies(gw: Gateway, *, limit: int = LIST_LIMIT) -> list[Agency]:
+    """The agencies, newest first, at most `limit` of them."""
+    with gw.db.read() as session:
+        return list(
+            session.scalars(
+                select(Agency).order_by(Agency.created_at.desc(), Agency.id).limit(limit)
+            )
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class KeySummary:
+    """What may be shown of an API key: never its secret nor its digest."""
+
+    id: str
+    prefix: str
+    agency_id: str | None
+    role: str
+    mode: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+def list_keys(gw: Gateway, *, limit: int = LIST_LIMIT) -> list[KeySummary]:
+    """The API keys, newest first, at most `limit` of them."""
+    query = (
+        select(
+            ApiKey.id,
+            ApiKey.prefix,
+            ApiKey.agency_id,
+            ApiKey.role,
+            ApiKey.mode,
+            ApiKey.created_at,
+            ApiKey.revoked_at,
+        )
+        .order_by(ApiKey.id.desc())
+        .limit(limit)
+    )
+    with gw.db.read() as session:
+        rows = session.execute(query).all()
+    return [
+        KeySummary(
+            id=row.id,
+            prefix=row.prefix,
+            agency_id=row.agency_id,
+            role=row.role,
+            mode=row.mode,
+            created_at=row.created_at,
+            revoked_at=row.revoked_at,
+        )
+        for row in rows
+    ]
 
 
 def refuse_live_keys_outside_production(settings: Settings, db: Database) -> None:
@@ -100,9 +168,17 @@ def refuse_live_keys_outside_production(settings: Settings, db: Database) -> Non
 
 
 def create_key(
-    gw: Gateway, *, agency_id: str | None, role: str, mode: str = "test"
+    gw: Gateway,
+    *,
+    agency_id: str | None,
+    role: str,
+    mode: str = "test",
+    audited: Callable[[Session, ApiKey], None] | None = None,
 ) -> tuple[ApiKey, str]:
-    """Issue a key; the secret is returned once and only its digest is kept."""
+    """Issue a key; the secret is returned once and only its digest is kept. `audited`, if
+    given, is called with the new key inside the transaction that adds it."""
+    if role not in ("agency", "finance"):
+        raise ValidationFailed("role must be agency or finance", param="role")
     if role == "agency" and agency_id is None:
         raise ValidationFailed("an agency key needs --agency", param="agency")
     if role == "finance":
@@ -114,7 +190,7 @@ def create_key(
     secret = f"gw_{kind}_{secrets.token_urlsafe(30).replace('-', 'x').replace('_', 'y')}"
     with gw.db.transaction() as session:
         if agency_id is not None and session.get(Agency, agency_id) is None:
-            raise NotFound(f"no agency {agency_id}")
+            raise NotFound(f"no agency {agency_id}", param="agency")
         key = ApiKey(
             id=new_id("key"),
             agency_id=agency_id,
@@ -125,18 +201,25 @@ def create_key(
             created_at=clock.now(),
         )
         session.add(key)
+        if audited is not None:
+            audited(session, key)
     return key, secret
 
 
-def revoke_key(gw: Gateway, key_id: str) -> ApiKey:
+def revoke_key(
+    gw: Gateway, key_id: str, *, audited: Callable[[Session, ApiKey], None] | None = None
+) -> ApiKey:
     """Revoke a key: refused at once by this process, and by every other within
-    `VERIFIED_KEY_TTL_S` (the time they may keep a key they verified)."""
+    `VERIFIED_KEY_TTL_S` (the time they may keep a key they verified). `audited`, if given,
+    is called inside the transaction that revokes it (not for a key revoked before)."""
     with gw.db.transaction() as session:
         key = session.get(ApiKey, key_id, with_for_update=True)
         if key is None:
             raise NotFound(f"no key {key_id}")
         if key.revoked_at is None:
             key.revoked_at = clock.now()
+            if audited is not None:
+                audited(session, key)
     gw.verified_keys.forget(lambda principal: principal.key_id == key_id)
     return key
 
