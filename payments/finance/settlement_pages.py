@@ -57,6 +57,7 @@ PAGE: dict[str, tuple[str, str]] = {
     "col_imported_by": ("المستورِد", "Imported by"),
     "col_imported_at": ("وقت الاستيراد", "Imported at"),
     "choose_provider": ("اختر جهة تحصيل معروفة.", "Choose a known acquirer."),
+    "choose_provider_option": ("— اختر جهة التحصيل —", "— Choose the acquirer —"),
     "choose_file": ("اختر ملفًا لاستيراده.", "Choose a file to import."),
     "file_refused": (
         "رُفض الملف كاملًا ولم يُستورد منه شيء:",

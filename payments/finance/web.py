@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, current_app, g, render_template, request
+from flask import Blueprint, current_app, g, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from payments.errors import Unavailable
-from payments.finance import guard, protection
+from payments.finance import accounts, guard, protection
 from payments.finance.texts import LANGUAGE_NAMES, Words
 
 blp = Blueprint(
@@ -60,11 +60,12 @@ def render(
     words = Words(language(), page)
     user = g.get("console_user")
     nav = [
-        (endpoint, word)
+        (url, word, _current(url))
         for endpoint, word, role in SECTIONS
         if user is not None
         and endpoint in current_app.view_functions
         and (role == "finance" or user.role == "admin")
+        for url in (url_for(endpoint),)
     ]
     body = render_template(
         f"finance/{template}",
@@ -74,9 +75,30 @@ def render(
         user=user,
         nav=nav,
         csrf_token=protection.csrf_token,
+        who=_who,
         **context,
     )
     return Response(body, status=status, mimetype="text/html")
+
+
+def _current(url: str) -> bool:
+    """Whether the page shown is the section at `url` or one of its pages (a payment is in
+    Payments); the dashboard, at the console's root, only itself."""
+    if url.rstrip("/") == blp.url_prefix:
+        return request.path == url
+    return request.path == url or request.path.startswith(url.rstrip("/") + "/")
+
+
+def _who(actor: str | None) -> str:
+    """A console user's e-mail address in place of their id (an API key's id, or the e-mail
+    typed at a failed sign-in, stays as it is); looked up once per request."""
+    if not actor:
+        return "—"
+    known: dict[str, str] = g.setdefault("console_emails", {})
+    if actor not in known:
+        found = accounts.emails_of(guard.gateway(), [actor])
+        known[actor] = found.get(actor, actor)
+    return known[actor]
 
 
 @blp.errorhandler(HTTPException)

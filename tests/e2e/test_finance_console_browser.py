@@ -78,9 +78,9 @@ def demo_users(server: LiveGateway) -> dict[str, tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def admin_secret() -> dict[str, Any]:
-    """The demo admin's TOTP secret, once a test has enrolled it."""
-    return {}
+def admin_secret(server: LiveGateway) -> dict[str, Any]:
+    """The demo admin's TOTP secret and recovery codes on `server`, once a test enrolled it."""
+    return {"server": server.base_url}
 
 
 def _page(browser: Browser, *, javascript: bool) -> Iterator[Page]:
