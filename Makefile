@@ -30,7 +30,7 @@ bench-install: install-test
 
 run: install
 	$(BIN)/gateway db upgrade
-	$(BIN)/gateway demo seed
+	$(BIN)/gateway demo seed --with-payments
 	@echo "Serving on http://127.0.0.1:$(PORT) (Ctrl-C stops it)"
 	$(BIN)/gateway serve --port $(PORT)
 

@@ -25,7 +25,7 @@ from payments.finance import accounts
 from payments.finance import demo as console_demo
 from payments.gateway import Gateway, build_gateway
 from payments.money import format_major
-from payments.service import access, anchors, audit, demo, resolution
+from payments.service import access, anchors, audit, demo, demo_payments, resolution
 from payments.settlement import imports, reports, sandbox_export
 from payments.settlement import payouts as payout_service
 from payments.settlement.items import ReconItem
@@ -99,7 +99,12 @@ main.add_command(demo_group, "demo")
 
 
 @demo_group.command("seed")
-def demo_seed() -> None:
+@click.option(
+    "--with-payments",
+    is_flag=True,
+    help="Also make a few sandbox payments per demo agency (once), as `make run` does.",
+)
+def demo_seed(with_payments: bool) -> None:
     """Create one demo agency per member state and print a test key for each."""
     gw = _gateway()
     keys = _run(demo.seed, gw)
@@ -111,6 +116,9 @@ def demo_seed() -> None:
     click.echo("two-step verification at first sign-in):")
     for email, role, password in users:
         click.echo(f"  {role:<10} {email}  {password}")
+    if with_payments:
+        made = _run(demo_payments.seed_payments, gw)
+        click.echo(f"Demo payments made: {made}" if made else "Demo payments were made before")
 
 
 @main.group()

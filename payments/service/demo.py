@@ -48,6 +48,11 @@ def _demo_secret(gw: Gateway, purpose: str, prefix: str) -> str:
     return f"{prefix}{mac.hexdigest()[:40]}"
 
 
+def demo_key(gw: Gateway, agency_id: str) -> str:
+    """The test key `seed` issues the demo agency `agency_id`."""
+    return _demo_secret(gw, agency_id, "gw_test_")
+
+
 def seed(gw: Gateway) -> list[tuple[str, str]]:
     """Create what is missing and return (who, key) for every demo agency and finance."""
     if gw.settings.is_production:
@@ -56,7 +61,7 @@ def seed(gw: Gateway) -> list[tuple[str, str]]:
     keys: list[tuple[str, str]] = []
     with gw.db.transaction() as session:
         wanted: list[tuple[str | None, str, str, str]] = [
-            (a.id, "agency", "test", _demo_secret(gw, a.id, "gw_test_")) for a in DEMO_AGENCIES
+            (a.id, "agency", "test", demo_key(gw, a.id)) for a in DEMO_AGENCIES
         ]
         wanted.append((None, "finance", "live", _demo_secret(gw, "finance", "gw_fin_")))
         for agency in DEMO_AGENCIES:
