@@ -37,6 +37,10 @@ COMMON: dict[str, tuple[str, str]] = {
         "Official use only. Every action is written to the audit log.",
     ),
     "apply": ("تطبيق", "Apply"),
+    "table_region": (
+        "جدول (يُمرَّر أفقيًا على الشاشات الضيقة)",
+        "Table (scrolls sideways on narrow screens)",
+    ),
     "next_page": ("الصفحة التالية", "Next page"),
     "none_found": ("لا توجد نتائج.", "Nothing found."),
     "error_title": ("تعذّر إكمال الطلب", "The request could not be completed"),
