@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
@@ -32,6 +32,10 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from tests.conftest import _libpq, postgres_available, postgres_base_url
+from tests.e2e import browser as chromium_for_tests
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 BACKENDS = ("sqlite", "postgresql")
 GATEWAY_BIN = Path(sys.executable).parent / "gateway"
@@ -565,3 +569,14 @@ def gateway(
     workdir = tmp_path_factory.mktemp(f"e2e-{backend}")
     with database_for(backend, workdir) as url, running_gateway(backend, workdir, url) as gw:
         yield gw
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """One Chromium for the whole run, shared by every page's browser tests (Playwright's
+    synchronous API runs one instance at a time); each test gets its own context."""
+    missing = chromium_for_tests.unavailable()
+    if missing is not None:
+        pytest.fail(missing)
+    with chromium_for_tests.chromium() as launched:
+        yield launched

@@ -23,7 +23,6 @@ from payments import clock
 from payments.checkout import texts
 from payments.db import make_engine
 from payments.models import Payment
-from tests.e2e import browser as chromium_for_tests
 from tests.e2e.browser import (
     DESKTOP,
     PHONE,
@@ -92,15 +91,6 @@ LABELS = {
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    """One Chromium for the whole run; each test gets its own context."""
-    if MISSING is not None:
-        pytest.fail(MISSING)
-    with chromium_for_tests.chromium() as launched:
-        yield launched
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

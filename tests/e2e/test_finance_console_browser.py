@@ -19,7 +19,6 @@ import openpyxl
 import pyotp
 import pytest
 
-from tests.e2e import browser as chromium_for_tests
 from tests.e2e.browser import (
     DESKTOP,
     axe_violations,
@@ -47,14 +46,6 @@ LABELS = {
     "ar": {"email": "البريد الإلكتروني", "password": "كلمة المرور", "sign_in": "تسجيل الدخول"},
     "en": {"email": "E-mail address", "password": "Password", "sign_in": "Sign in"},
 }
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if MISSING is not None:
-        pytest.fail(MISSING)
-    with chromium_for_tests.chromium() as launched:
-        yield launched
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

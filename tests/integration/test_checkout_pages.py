@@ -167,13 +167,29 @@ def test_the_page_sends_its_security_headers_and_a_strict_session_cookie(
     check_page_headers(response)
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
-    assert "Secure" not in cookie  # only in production, which serves https
+    assert "Secure" in cookie  # outside development (these tests run as GATEWAY_ENV=test)
     body = text_of(response)
     assert "<script" not in body and " on" + "click=" not in body and "style=" not in body
     stylesheet = client.get("/pay/static/checkout.css")
     assert stylesheet.status_code == 200 and stylesheet.mimetype == "text/css"
     check_page_headers(stylesheet)
     stylesheet.close()
+
+
+def test_only_development_sends_the_session_cookie_without_secure(
+    tmp_path: Path, database_url: str
+) -> None:
+    """`make run` serves plain http on a laptop: only there may the cookie travel without
+    `Secure` (browsers keep a `Secure` cookie from http://127.0.0.1, not from other hosts)."""
+    gw = build_gateway(make_settings(database_url, tmp_path, env="development"))
+    try:
+        client = create_app(gw=gw).test_client()
+        page = client.get(page_path(create(client, new_agency(gw))))
+        assert page.status_code == 200
+        cookie = page.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    finally:
+        gw.db.dispose()
 
 
 def test_production_has_no_simulator_and_secure_cookies(tmp_path: Path, database_url: str) -> None:
