@@ -27,6 +27,7 @@ from payments.finance import audit
 from payments.finance.models import LANGUAGES, ROLES, AuditRecord, ConsoleUser
 from payments.gateway import Gateway
 from payments.ids import new_id
+from payments.schemas import unstorable
 from payments.webhooks.sealing import SecretBox
 
 MIN_PASSWORD_CHARS = 12
@@ -56,9 +57,22 @@ def normal_email(email: str) -> str:
     return email.strip().lower()
 
 
+NOT_AN_EMAIL = "(not an e-mail address)"
+
+
+def typed_account(email: str) -> str:
+    """The account a sign-in asked for, as the audit log and the lock-out keep it: the e-mail
+    address typed, or one marker for anything else (a password typed in the wrong field is
+    never kept, and nothing typed can pass for a user's id)."""
+    email = normal_email(email)
+    if len(email) > 254 or not EMAIL_RE.match(email) or unstorable(email):
+        return NOT_AN_EMAIL
+    return email
+
+
 def _check_email(email: str) -> str:
     email = normal_email(email)
-    if len(email) > 254 or not EMAIL_RE.match(email):
+    if len(email) > 254 or not EMAIL_RE.match(email) or unstorable(email):
         raise ValidationFailed("an e-mail address such as name@ministry.gov.om", param="email")
     return email
 
@@ -143,9 +157,11 @@ def check_sign_in(
 ) -> PasswordChecked:
     """The password step. A failure is audited under the e-mail typed; a success is audited
     once the second factor (if any) is passed too, by `signed_in`."""
-    email = normal_email(email)[:254]
-    with gw.db.read() as session:
-        user = session.scalar(select(ConsoleUser).where(ConsoleUser.email == email))
+    email = typed_account(email)
+    user = None
+    if email != NOT_AN_EMAIL:
+        with gw.db.read() as session:
+            user = session.scalar(select(ConsoleUser).where(ConsoleUser.email == email))
     stored = user.password_hash if user is not None else _unknown_account_hash()
     try:
         _hasher.verify(stored, password[:MAX_PASSWORD_CHARS])
@@ -153,7 +169,7 @@ def check_sign_in(
     except (VerificationError, InvalidHashError):
         good = False
     if not good:
-        audit.write(gw, email or "(none)", "sign_in_failed", address=address)
+        audit.write(gw, email, "sign_in_failed", address=address)
         return PasswordChecked(None)
     assert user is not None
     if _hasher.check_needs_rehash(user.password_hash):
@@ -171,14 +187,12 @@ def _rehash(gw: Gateway, user_id: str, password: str) -> None:
 
 def locked_for(gw: Gateway, email: str, address: str | None) -> int | None:
     """Seconds until a sign-in as `email` from `address` may be tried again, or None."""
-    email = normal_email(email)[:254]
+    email = typed_account(email)
     since = clock.now() - LOCK_WINDOW
-    failed = AuditRecord.action.in_(("sign_in_failed", "second_factor_failed"))
     with gw.db.read() as session:
         user_id = session.scalar(select(ConsoleUser.id).where(ConsoleUser.email == email))
-        who = [email] if user_id is None else [email, user_id]
-        by_account = _failures(session, failed, AuditRecord.actor.in_(who), since)
-        by_address = _failures(session, failed, AuditRecord.address == address, since)
+        by_account = _failures(session, _FAILED, _failed_as(email, user_id), since)
+        by_address = _failures(session, _FAILED, AuditRecord.address == address, since)
     until = [
         found[limit - 1] + LOCK_WINDOW
         for found, limit in ((by_account, FAILURES_PER_ACCOUNT), (by_address, FAILURES_PER_ADDRESS))
@@ -187,6 +201,15 @@ def locked_for(gw: Gateway, email: str, address: str | None) -> int | None:
     if not until:
         return None
     return max(1, math.ceil((max(until) - clock.now()).total_seconds()))
+
+
+_FAILED = AuditRecord.action.in_(("sign_in_failed", "second_factor_failed"))
+
+
+def _failed_as(email: str, user_id: str | None) -> ColumnElement[bool]:
+    """The failures that count against an account: at its e-mail address, and (once the
+    password passed) at its second factor."""
+    return AuditRecord.actor.in_([email] if user_id is None else [email, user_id])
 
 
 def _failures(
@@ -215,6 +238,10 @@ def check_second_factor(gw: Gateway, user_id: str, code: str, *, address: str | 
         user = session.get(ConsoleUser, user_id, with_for_update=True)
         if user is None or user.disabled_at is not None or not user.totp_secret:
             return False
+        since = clock.now() - LOCK_WINDOW
+        failures = _failures(session, _FAILED, _failed_as(user.email, user.id), since)
+        if len(failures) >= FAILURES_PER_ACCOUNT:
+            return False  # guesses sent at once wait on the row lock and meet the count here
         if code.isdigit() and len(code) == 6:
             ok = _spend_totp(gw, user, code)
         else:
@@ -227,16 +254,23 @@ def check_second_factor(gw: Gateway, user_id: str, code: str, *, address: str | 
 def _spend_totp(gw: Gateway, user: ConsoleUser, code: str) -> bool:
     assert user.totp_secret is not None
     secret = _box(gw).open(user.totp_secret, context=f"{user.id}:totp").decode()
-    totp = pyotp.TOTP(secret)
-    now = clock.now()
-    step_now = int(now.timestamp()) // totp.interval
+    step = _matching_step(pyotp.TOTP(secret), code, after=user.totp_last_step)
+    if step is None:
+        return False
+    user.totp_last_step = step
+    return True
+
+
+def _matching_step(totp: pyotp.TOTP, code: str, *, after: int | None) -> int | None:
+    """The time step, within the drift allowed and later than `after` (a code once used, or
+    older than one used, is spent), whose code is `code`; None if none."""
+    step_now = int(clock.now().timestamp()) // totp.interval
     for step in range(step_now - TOTP_WINDOW, step_now + TOTP_WINDOW + 1):
-        if user.totp_last_step is not None and step <= user.totp_last_step:
-            continue  # a code once used, or older than one used, is spent
+        if after is not None and step <= after:
+            continue
         if hmac.compare_digest(totp.generate_otp(step), code):
-            user.totp_last_step = step
-            return True
-    return False
+            return step
+    return None
 
 
 def _spend_recovery_code(gw: Gateway, user: ConsoleUser, code: str) -> bool:
@@ -273,17 +307,17 @@ def enrol(
 ) -> list[str] | None:
     """Keep the second factor once a code from it proves the user holds it; the recovery
     codes, shown once, or None if the code was wrong."""
-    totp = pyotp.TOTP(secret)
     code = re.sub(r"\s", "", code)[:16]
-    if not totp.verify(code, for_time=clock.now(), valid_window=TOTP_WINDOW):
+    step = _matching_step(pyotp.TOTP(secret), code, after=None)
+    if step is None:
         return None
     codes = [_recovery_code() for _ in range(RECOVERY_CODES)]
     with gw.db.transaction() as session:
         user = session.get(ConsoleUser, user_id, with_for_update=True)
-        if user is None or user.disabled_at is not None:
-            return None
+        if user is None or user.disabled_at is not None or user.totp_secret:
+            return None  # enrolled meanwhile (a form sent twice): the first one stands
         user.totp_secret = _box(gw).seal(secret.encode(), context=f"{user.id}:totp")
-        user.totp_last_step = int(clock.now().timestamp()) // totp.interval
+        user.totp_last_step = step
         user.recovery_codes = [_code_digest(gw, c) for c in codes]
         audit.record(session, user.id, "second_factor_enrolled", address=address)
     return codes
@@ -343,7 +377,9 @@ def emails_of(gw: Gateway, user_ids: Iterable[str]) -> dict[str, str]:
 
 
 def _admin_change(session: Session, user_id: str) -> ConsoleUser:
-    user = session.get(ConsoleUser, user_id, with_for_update=True)
+    user = None
+    if len(user_id) <= 40 and not unstorable(user_id):
+        user = session.get(ConsoleUser, user_id, with_for_update=True)
     if user is None:
         raise NotFound(f"no user {user_id[:40]!r}", param="id")
     return user

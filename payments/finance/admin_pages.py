@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import redirect, request, session, url_for
+from flask import redirect, request, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
@@ -18,7 +18,7 @@ from payments.models import Agency, ApiKey
 from payments.money import CURRENCY_EXPONENTS
 from payments.service import access
 
-_NEW_KEY = "finance_new_key"  # the secret to show once, then dropped
+_NEW_KEY = "new_key"  # the secret to show once (sealed in the cookie), then dropped
 MAX_FIELD_CHARS = 1024  # longer than any good value; refused with a message, never stored
 MAX_CURRENCIES = len(CURRENCY_EXPONENTS)
 # What a POST just did, shown once on the page it redirects to.
@@ -439,7 +439,7 @@ def _keys_page(
 @blp.get("/admin/keys")
 @guard.signed_in("admin")
 def admin_keys() -> Response:
-    shown = session.pop(_NEW_KEY, None)  # once: the next GET no longer has it
+    shown = guard.take_secret(_NEW_KEY)  # once: the next GET no longer has it
     new_key = shown if isinstance(shown, dict) else None
     return _keys_page(new_key=new_key)
 
@@ -476,7 +476,7 @@ def admin_keys_create() -> Response:
     except GatewayError as exc:
         word, status = _problem(exc, KEY_PROBLEMS, "err_no_agency")
         return _keys_page(status=status, error=word, form=kept)
-    session[_NEW_KEY] = {"id": key.id, "secret": secret}
+    guard.keep_secret(_NEW_KEY, {"id": key.id, "secret": secret})
     return _see("finance.admin_keys")
 
 

@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 
 from payments.finance import accounts, audit, guard
 from payments.finance.web import blp, render
+from payments.schemas import unstorable
 
 MAX_ACTOR_CHARS = 254
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -124,7 +125,7 @@ def _read_filters(args: Any) -> tuple[_Asked, audit.AuditFilter, str | None, lis
         since=since_text[:10],
         until=until_text[:10],
     )
-    if len(actor) > MAX_ACTOR_CHARS:
+    if len(actor) > MAX_ACTOR_CHARS or unstorable(actor):
         problems.append("bad_actor")
     elif "@" in actor:
         actor = accounts.normal_email(actor)  # failed sign-ins are kept under this form

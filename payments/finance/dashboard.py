@@ -113,6 +113,7 @@ PAGE: dict[str, tuple[str, str]] = {
         "القيمة المحصَّلة حسب الجهة بعملة {currency}",
         "Value captured per agency in {currency}",
     ),
+    "chart_other_agencies": ("{count} جهة أخرى", "{count} other agencies"),
     "chart_agency_summary": (
         "أعمدة أفقية: لكل جهة عمود طوله القيمة المحصَّلة.",
         "Horizontal bars: one per agency, as long as the value it captured.",
@@ -250,15 +251,24 @@ def _agency_charts(
     drawn = []
     for currency, style in styles.items():
         title = w("chart_agency", currency=currency)
+        values = sorted(
+            (
+                (labels.get(agency, agency), cell.value_minor)
+                for (agency, ccy), cell in rows.items()
+                if ccy == currency
+            ),
+        )
+        if len(values) > charts.MAX_BARS:  # the largest, and the rest as one bar
+            values.sort(key=lambda pair: -pair[1])
+            rest = values[charts.MAX_BARS - 1 :]
+            others = w("chart_other_agencies", count=len(rest))
+            values = [*values[: charts.MAX_BARS - 1], (others, sum(v for _, v in rest))]
         groups = [
             charts.BarGroup(
-                label=labels.get(agency, agency),
-                bars=(
-                    charts.Bar(cell.value_minor, format_major(cell.value_minor, currency), style),
-                ),
+                label=label,
+                bars=(charts.Bar(value, format_major(value, currency), style),),
             )
-            for (agency, ccy), cell in sorted(rows.items())
-            if ccy == currency
+            for label, value in values
         ]
         drawn.append(
             (currency, title, charts.bar_chart(title, groups, summary=w("chart_agency_summary")))

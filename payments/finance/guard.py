@@ -4,6 +4,7 @@ in all, ended for every device at sign-out), the role a page needs, and CSRF on 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -14,6 +15,7 @@ from payments.finance import accounts, protection
 from payments.finance.models import ConsoleUser
 from payments.gateway import Gateway
 from payments.principal import Principal
+from payments.webhooks.sealing import SealError, SecretBox
 
 IDLE_S = 15 * 60
 ABSOLUTE_S = 8 * 3600
@@ -58,7 +60,46 @@ def promote() -> None:
 
 
 def end() -> None:
-    session.pop(_KEY, None)
+    """Forget the sign-in and anything the console kept in the cookie for it."""
+    for name in [k for k in session if k == _KEY or k.startswith(_KEY + "_")]:
+        session.pop(name, None)
+
+
+def keep_secret(name: str, value: object) -> None:
+    """Keep `value` (a secret to show once, or an enrolment in progress) in the cookie until
+    `take_secret`: sealed under the encryption key and bound to the user and `name`, since
+    the signed cookie is readable by whoever holds it."""
+    sealed = _box().seal(json.dumps(value).encode(), context=_secret_context(name))
+    session[f"{_KEY}_{name}"] = sealed
+
+
+def peek_secret(name: str) -> Any:
+    """What `keep_secret` kept under `name`, left in place; None if nothing (or not this
+    user's)."""
+    sealed = session.get(f"{_KEY}_{name}")
+    if not isinstance(sealed, str):
+        return None
+    try:
+        return json.loads(_box().open(sealed, context=_secret_context(name)))
+    except (SealError, ValueError):
+        return None
+
+
+def take_secret(name: str) -> Any:
+    """What `keep_secret` kept under `name`, then forgotten."""
+    found = peek_secret(name)
+    session.pop(f"{_KEY}_{name}", None)
+    return found
+
+
+def _secret_context(name: str) -> str:
+    state = session.get(_KEY)
+    user_id = state.get("user") if isinstance(state, dict) else None
+    return f"console:{name}:{user_id}"
+
+
+def _box() -> SecretBox:
+    return SecretBox(gateway().settings.encryption_key)
 
 
 def _state() -> dict[str, Any] | None:
@@ -144,9 +185,24 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
-def check_csrf() -> Response | None:
-    """Refuse a POST without this session's CSRF token."""
-    if request.method == "POST" and not protection.csrf_ok():
+# Endpoints that take more than the 64 KiB of a form (a settlement file), by endpoint: the
+# limit in bytes, for a signed-in user only.
+LARGE_BODIES: dict[str, Callable[[], int]] = {}
+
+
+def check_post() -> Response | None:
+    """Hold a POST to its size before its form is read (a large upload only from a signed-in
+    user), then refuse it without this session's CSRF token."""
+    if request.method != "POST":
+        return None
+    limit = gateway().settings.max_body_bytes
+    large = LARGE_BODIES.get(request.endpoint or "")
+    if large is not None and current_user() is not None:
+        limit = large()
+    request.max_content_length = limit
+    if request.content_length is not None and request.content_length > limit:
+        abort(413)
+    if not protection.csrf_ok():
         abort(400, description="csrf")
     return None
 

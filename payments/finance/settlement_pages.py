@@ -216,13 +216,9 @@ def _statuses() -> dict[str, str]:
 # -- the upload's size ---------------------------------------------------------------------------
 
 
-@blp.before_app_request
-def _admit_settlement_file() -> None:
-    """A settlement file may be far larger than the 64 KiB of other forms: raise this one
-    request's limit before the CSRF check reads the form."""
-    if request.endpoint == "finance.settlements_upload":
-        limit = guard.gateway().settings.max_settlement_file_bytes + UPLOAD_ENVELOPE_BYTES
-        request.max_content_length = limit
+guard.LARGE_BODIES["finance.settlements_upload"] = lambda: (
+    guard.gateway().settings.max_settlement_file_bytes + UPLOAD_ENVELOPE_BYTES
+)
 
 
 @blp.errorhandler(RequestEntityTooLarge)
@@ -230,6 +226,8 @@ def _too_large(_exc: RequestEntityTooLarge) -> Response:
     user = guard.current_user()
     if user is not None:
         g.console_user = user
+    if request.endpoint != "finance.settlements_upload":  # any other form: 64 KiB at most
+        return render("error.html", status=413, kind=400)
     limit = guard.gateway().settings.max_settlement_file_bytes
     return render(
         "settlement_refused.html",
@@ -278,7 +276,8 @@ def settlements_upload() -> Response:
         return _imports_page(status=422, error=PageError("choose_provider"))
     if upload is None or not upload.filename:
         return _imports_page(status=422, error=PageError("choose_file"), chosen=provider)
-    filename = upload.filename.replace("\\", "/").rsplit("/", 1)[-1] or "upload"
+    filename = upload.filename.replace("\\", "/").rsplit("/", 1)[-1]
+    filename = "".join(c for c in filename if c.isprintable())[:200] or "upload"
     try:
         outcome = desk().import_file(guard.principal(), provider, upload.stream, filename)
     except ValidationFailed as exc:

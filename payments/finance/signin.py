@@ -13,8 +13,8 @@ from payments.finance.models import ConsoleUser
 from payments.finance.texts import LANGUAGES
 from payments.finance.web import LANG_COOKIE, blp, render
 
-_ENROLMENT = "finance_enrolment"  # the secret offered, kept in the session until confirmed
-_RECOVERY = "finance_recovery"  # the codes to show once, then dropped
+_ENROLMENT = "enrolment"  # the secret offered, kept (sealed) until confirmed
+_RECOVERY = "recovery"  # the codes to show once, then dropped
 
 
 def _landing() -> Response:
@@ -104,7 +104,7 @@ def enrol() -> Response:
     if user.totp_secret:
         return redirect(url_for("finance.account"))
     offer = accounts.offer_enrolment(user)
-    session[_ENROLMENT] = offer.secret
+    guard.keep_secret(_ENROLMENT, offer.secret)
     return render("enrol.html", offer=offer, required=user.role == "admin")
 
 
@@ -112,7 +112,7 @@ def enrol() -> Response:
 def enrol_post() -> Response:
     user = _enrolling_user()
     g.console_user = user
-    secret = session.get(_ENROLMENT)
+    secret = guard.peek_secret(_ENROLMENT)
     if not isinstance(secret, str) or user.totp_secret:
         return redirect(url_for("finance.enrol"), code=303)
     codes = accounts.enrol(
@@ -123,15 +123,15 @@ def enrol_post() -> Response:
         return render(
             "enrol.html", status=422, offer=offer, required=user.role == "admin", failed=True
         )
-    session.pop(_ENROLMENT, None)
-    session[_RECOVERY] = codes
+    guard.take_secret(_ENROLMENT)
+    guard.keep_secret(_RECOVERY, codes)
     return redirect(url_for("finance.recovery_codes"), code=303)
 
 
 @blp.get("/account/recovery-codes")
 @guard.signed_in()
 def recovery_codes() -> Response:
-    codes = session.pop(_RECOVERY, None)
+    codes = guard.take_secret(_RECOVERY)
     if not codes:
         return redirect(url_for("finance.account"))
     return render("recovery_codes.html", codes=codes)

@@ -23,7 +23,7 @@ blp = Blueprint(
     static_url_path="/static",
 )
 blp.after_request(protection.headers)
-blp.before_request(guard.check_csrf)
+blp.before_request(guard.check_post)
 
 LANG_COOKIE = "finance_lang"
 # The sections in the navigation bar: (endpoint, word, role that sees it).

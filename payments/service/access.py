@@ -28,6 +28,7 @@ from payments.ids import new_id
 from payments.models import Agency, ApiKey
 from payments.money import CURRENCY_EXPONENTS
 from payments.principal import KeyAgency, Principal
+from payments.schemas import unstorable
 
 MEMBER_STATES = ("SA", "AE", "KW", "QA", "BH", "OM")
 AGENCY_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}\Z")
@@ -65,6 +66,8 @@ def create_agency(
         raise ValidationFailed(f"unsupported currencies: {unknown}", param="currency")
     if not name.strip() or not name_ar.strip():
         raise ValidationFailed("an agency needs an English and an Arabic name", param="name")
+    if unstorable(name) or unstorable(name_ar):
+        raise ValidationFailed("an agency's names are text without NUL characters", param="name")
     if len(name) > MAX_NAME_CHARS or len(name_ar) > MAX_NAME_CHARS:
         raise ValidationFailed(
             f"an agency's names have at most {MAX_NAME_CHARS} characters", param="name"
@@ -206,12 +209,17 @@ def create_key(
     return key, secret
 
 
+MAX_KEY_ID_CHARS = 40  # api_keys.id
+
+
 def revoke_key(
     gw: Gateway, key_id: str, *, audited: Callable[[Session, ApiKey], None] | None = None
 ) -> ApiKey:
     """Revoke a key: refused at once by this process, and by every other within
     `VERIFIED_KEY_TTL_S` (the time they may keep a key they verified). `audited`, if given,
     is called inside the transaction that revokes it (not for a key revoked before)."""
+    if unstorable(key_id) or len(key_id) > MAX_KEY_ID_CHARS:
+        raise NotFound(f"no key {key_id[:MAX_KEY_ID_CHARS]!r}")
     with gw.db.transaction() as session:
         key = session.get(ApiKey, key_id, with_for_update=True)
         if key is None:
