@@ -112,7 +112,7 @@ def demo_seed(with_payments: bool) -> None:
     for who, key in keys:
         click.echo(f"  {who:<10} {key}")
     users = _run(console_demo.seed, gw)
-    click.echo("Demo finance console users (http://127.0.0.1:8000/finance; the admin sets up")
+    click.echo(f"Demo finance console users ({gw.settings.public_url}/finance; the admin sets up")
     click.echo("two-step verification at first sign-in):")
     for email, role, password in users:
         click.echo(f"  {role:<10} {email}  {password}")
