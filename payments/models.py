@@ -236,6 +236,50 @@ class Settlement(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
+class SettlementBatch(Base):
+    """The lines of one settlement file in one currency, for one agency (none: lines the gateway
+    cannot explain), in one mode, of one value date: booked as one ledger transaction that
+    equals what the acquirer paid into the bank for them."""
+
+    __tablename__ = "settlement_batches"
+    __table_args__ = (
+        CheckConstraint(
+            "net_minor = captured_minor - refunded_minor - fees_minor + suspense_in_minor"
+            " - suspense_out_minor",
+            name="ck_settlement_batches_adds_up",
+        ),
+        CheckConstraint(
+            "captured_minor >= 0 AND refunded_minor >= 0 AND fees_minor >= 0"
+            " AND suspense_in_minor >= 0 AND suspense_out_minor >= 0",
+            name="ck_settlement_batches_unsigned",
+        ),
+        CheckConstraint(
+            "fee_bearer IN ('agency', 'gateway')", name="ck_settlement_batches_fee_bearer"
+        ),
+        Index("ix_settlement_batches_settlement", "settlement_id"),
+        Index("ix_settlement_batches_date", "provider", "value_date"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    settlement_id: Mapped[str] = mapped_column(ForeignKey("settlements.id"))
+    provider: Mapped[str] = mapped_column(String(40))
+    currency: Mapped[str] = mapped_column(String(3))
+    agency_id: Mapped[str | None] = mapped_column(String(64))
+    livemode: Mapped[bool] = mapped_column(Boolean)
+    value_date: Mapped[dt.date] = mapped_column(Date)
+    line_count: Mapped[int] = mapped_column(Integer)
+    # Gross of the matched payment lines, out of clearing; of the matched refund lines, back in.
+    captured_minor: Mapped[int] = mapped_column(BigInteger)
+    refunded_minor: Mapped[int] = mapped_column(BigInteger)
+    fees_minor: Mapped[int] = mapped_column(BigInteger)  # of the matched payment lines
+    fee_bearer: Mapped[str | None] = mapped_column(String(8))
+    # Net of the lines nothing explains, into suspense (positive) or out of it (negative).
+    suspense_in_minor: Mapped[int] = mapped_column(BigInteger)
+    suspense_out_minor: Mapped[int] = mapped_column(BigInteger)
+    net_minor: Mapped[int] = mapped_column(BigInteger)  # the bank credit (negative: a debit)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
 class SettlementLine(Base):
     """One line of a settlement file, normalised, with what it matched at import."""
 
@@ -255,6 +299,7 @@ class SettlementLine(Base):
         Index("ix_settlement_lines_date", "settlement_date"),
         Index("ix_settlement_lines_payment", "payment_id"),
         Index("ix_settlement_lines_refund", "refund_id"),
+        Index("ix_settlement_lines_batch", "batch_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -278,6 +323,10 @@ class SettlementLine(Base):
     # Who bore the fee of a matched payment line when it was posted (the agency's setting
     # may change later; the audit follows what was posted).
     fee_bearer: Mapped[str | None] = mapped_column(String(8))
+    # The batch whose transaction books this line (None: imported before batches, posted alone).
+    batch_id: Mapped[str | None] = mapped_column(
+        ForeignKey("settlement_batches.id", name="fk_settlement_lines_batch")
+    )
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 

@@ -6,6 +6,7 @@ the leg carries. Test-mode money lives in `test:`-prefixed accounts, apart from 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 
@@ -18,6 +19,9 @@ CLEARING = ("acquirer:{provider}:clearing", Kind.ASSET)
 SETTLEMENT = ("bank:{provider}:settlement", Kind.ASSET)
 PAYABLE = ("agency:{agency}:payable", Kind.LIABILITY)
 FEES = ("expense:{provider}:fees", Kind.EXPENSE)
+SUSPENSE = ("suspense:{provider}:settlement", Kind.ASSET)
+# Where a resolved break's money goes when it is not the capture or refund it claims to be.
+DIFFERENCES = ("expense:{provider}:settlement_differences", Kind.EXPENSE)
 
 D, C = Direction.DEBIT, Direction.CREDIT
 Leg = tuple[tuple[str, Kind], Direction, str]
@@ -25,20 +29,6 @@ Leg = tuple[tuple[str, Kind], Direction, str]
 RULES: dict[str, tuple[Leg, ...]] = {
     "capture": ((CLEARING, D, "amount"), (PAYABLE, C, "amount")),
     "refund": ((PAYABLE, D, "amount"), (CLEARING, C, "amount")),
-    # A settlement line for a payment: the bank receives the net, the fee is borne by the
-    # agency (taken from what it is owed) or by the gateway (an expense).
-    "settlement_fee_agency": (
-        (SETTLEMENT, D, "net"),
-        (PAYABLE, D, "fee"),
-        (CLEARING, C, "gross"),
-    ),
-    "settlement_fee_gateway": (
-        (SETTLEMENT, D, "net"),
-        (FEES, D, "fee"),
-        (CLEARING, C, "gross"),
-    ),
-    # A settlement line for a refund: the acquirer takes the refunded amount back.
-    "settlement_refund": ((CLEARING, D, "gross"), (SETTLEMENT, C, "gross")),
     "payout": ((PAYABLE, D, "amount"), (SETTLEMENT, C, "amount")),
 }
 
@@ -47,7 +37,9 @@ RULES: dict[str, tuple[Leg, ...]] = {
 # Built only here, in Python or (for reconciliation's joins) in SQL.
 CAPTURE = "capture"
 REFUND = "refund"
-SETTLEMENT_LINE = "settlement"
+SETTLEMENT_LINE = "settlement"  # one line, as imported before batches
+SETTLEMENT_BATCH = "settlement_batch"
+RELEASE = "settlement_release"
 
 
 def capture_id(payment_id: str) -> str:
@@ -64,6 +56,15 @@ def settlement_id(provider: str, line_key: str) -> str:
 
 def settlement_prefix(provider: str) -> str:
     return f"{SETTLEMENT_LINE}:{provider}:"
+
+
+def batch_id(batch: str) -> str:
+    return f"{SETTLEMENT_BATCH}:{batch}"
+
+
+def release_id(line_id: int) -> str:
+    """The transaction that takes a resolved line's money out of suspense."""
+    return f"{RELEASE}:{line_id}"
 
 
 def prefix_of(kind: str) -> str:
@@ -83,6 +84,11 @@ def capture_id_of(payment_ids: Ids) -> ColumnElement[str]:
 def refund_id_of(refund_ids: Ids) -> ColumnElement[str]:
     """`refund_id`, built in SQL from a column of refund ids."""
     return literal(prefix_of(REFUND)).concat(refund_ids)
+
+
+def batch_id_of(batch_ids: Ids) -> ColumnElement[str]:
+    """`batch_id`, built in SQL from a column of settlement batch ids."""
+    return literal(f"{SETTLEMENT_BATCH}:").concat(batch_ids)
 
 
 def account_code(template: str, *, livemode: bool, agency: str = "", provider: str = "") -> str:
@@ -127,4 +133,115 @@ def transaction(
         entries=entries,
         effective_at=effective_at,
         metadata=metadata,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """A settlement batch's figures, in minor units of `currency`, as the ledger books them."""
+
+    external_id: str
+    provider: str
+    agency: str  # "" for the lines nothing explains
+    livemode: bool
+    currency: str
+    captured: int  # gross of the matched payment lines
+    refunded: int  # gross of the matched refund lines, unsigned
+    fees: int
+    fee_bearer: str | None  # who bears `fees`: `agency`, or the gateway
+    suspense_in: int  # net of the unexplained lines that paid in
+    suspense_out: int  # net of those that took out, unsigned
+    net: int  # the bank credit; negative when the acquirer took more than it paid
+
+
+def settlement_batch(
+    batch: Batch, *, description: str, effective_at: dt.datetime, metadata: dict[str, str]
+) -> TransactionSpec:
+    """One batch's transaction: the captures' gross out of clearing and the refunds' gross back
+    in as legs of their own, the fees to the agency or the gateway, the unexplained lines to
+    suspense, and the net to the bank. Legs of zero are left out."""
+    fees = PAYABLE if batch.fee_bearer == "agency" else FEES
+    legs: list[tuple[tuple[str, Kind], Direction, int]] = [
+        (CLEARING, C, batch.captured),
+        (CLEARING, D, batch.refunded),
+        (fees, D, batch.fees),
+        (SUSPENSE, C, batch.suspense_in),
+        (SUSPENSE, D, batch.suspense_out),
+        (SETTLEMENT, D if batch.net > 0 else C, abs(batch.net)),
+    ]
+    return TransactionSpec(
+        external_id=batch.external_id,
+        description=description,
+        entries=tuple(
+            Entry(
+                _ref(template, batch.livemode, batch.currency, batch.agency, batch.provider),
+                side,
+                amount,
+            )
+            for template, side, amount in legs
+            if amount
+        ),
+        effective_at=effective_at,
+        metadata=metadata,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """A resolved settlement line's money, leaving suspense: its net in its currency, and what
+    the gateway expected of the capture or refund it pairs with, if it pairs with one."""
+
+    line_id: int
+    provider: str
+    agency: str
+    livemode: bool
+    currency: str
+    net: int  # signed as in the file
+    fee: int
+    fee_bearer: str | None
+    expected_currency: str | None = None  # None: it pairs with nothing the gateway made
+    expected: int = 0  # the capture, or minus the refund
+
+
+def suspense_release(
+    release: Release, *, description: str, effective_at: dt.datetime
+) -> TransactionSpec:
+    """The transaction that empties a resolved line out of suspense. A line that pairs with a
+    capture or refund in its own currency settles it: clearing gives up the gateway's amount,
+    the fee goes by its bearer, and what the line stated beyond that is a settlement
+    difference. Otherwise the whole net is a difference, and a capture or refund it pairs with
+    in another currency leaves clearing through the differences account too."""
+    entries: list[Entry] = []
+
+    def leg(template: tuple[str, Kind], currency: str, signed: int) -> None:
+        """Debit a positive amount, credit a negative one."""
+        if signed:
+            ref = _ref(template, release.livemode, currency, release.agency, release.provider)
+            entries.append(Entry(ref, D if signed > 0 else C, abs(signed)))
+
+    leg(SUSPENSE, release.currency, release.net)
+    if release.expected_currency == release.currency:
+        leg(CLEARING, release.currency, -release.expected)
+        leg(PAYABLE if release.fee_bearer == "agency" else FEES, release.currency, release.fee)
+        leg(DIFFERENCES, release.currency, release.expected - release.net - release.fee)
+    else:
+        leg(DIFFERENCES, release.currency, -release.net)
+        if release.expected_currency is not None:
+            leg(CLEARING, release.expected_currency, -release.expected)
+            leg(DIFFERENCES, release.expected_currency, release.expected)
+    return TransactionSpec(
+        external_id=release_id(release.line_id),
+        description=description,
+        entries=tuple(entries),
+        effective_at=effective_at,
+        metadata={"settlement_line": str(release.line_id)},
+    )
+
+
+def _ref(
+    template: tuple[str, Kind], livemode: bool, currency: str, agency: str, provider: str
+) -> AccountRef:
+    code, kind = template
+    return AccountRef(
+        account_code(code, livemode=livemode, agency=agency, provider=provider), currency, kind
     )

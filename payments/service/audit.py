@@ -1,9 +1,10 @@
 """The gateway's audit: the ledger's own checks, plus the gateway's invariants that tie the
-book to payments, refunds, settlement lines and payouts (DESIGN.md, "The ledger"):
+book to payments, refunds, settlement batches and payouts (DESIGN.md, "The ledger"):
 an agency's payable = captures - refunds - fees it bore - payouts; an acquirer's clearing
-account = captures - refunds - the signed gross of matched settlement lines (a refund line's
-gross is negative, so it adds back); its settlement bank account = net of matched payment lines
-+ gross of matched refund lines - payouts; its fee expense = fees the gateway bore."""
+account = captures - refunds - the gross its batches settled (a refund's adds back); its
+settlement bank account = the batches' net - payouts; its suspense account = what its batches
+could not explain; its fee expense = fees the gateway bore. Lines imported before batches
+count as the one-line batches they were posted as."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from sqlalchemy.orm import Session
 import ledger
 from payments import clock
 from payments.gateway import Gateway
-from payments.models import Payment, Payout, Refund, SettlementLine
-from payments.postings import CLEARING, FEES, PAYABLE, SETTLEMENT, account_code
+from payments.models import Payment, Payout, Refund, SettlementBatch, SettlementLine
+from payments.postings import CLEARING, FEES, PAYABLE, SETTLEMENT, SUSPENSE, account_code
 from payments.states import RefundStatus
 
 Key = tuple[str, str]  # (account code, currency)
@@ -59,7 +60,9 @@ def _expected_balances(session: Session) -> dict[Key, int]:
 
 
 def _settled(session: Session, expected: dict[Key, int]) -> None:
-    """What matched settlement lines and payouts moved, added to `expected`."""
+    """What settlement batches, matched lines imported before batches, and payouts moved,
+    added to `expected`."""
+    _batches(session, expected)
     lines = session.execute(
         select(
             SettlementLine.agency_id,
@@ -72,7 +75,7 @@ def _settled(session: Session, expected: dict[Key, int]) -> None:
             func.sum(SettlementLine.fee_minor),
             func.sum(SettlementLine.net_minor),
         )
-        .where(SettlementLine.status == "matched")
+        .where(SettlementLine.status == "matched", SettlementLine.batch_id.is_(None))
         .group_by(
             SettlementLine.agency_id,
             SettlementLine.livemode,
@@ -112,6 +115,38 @@ def _settled(session: Session, expected: dict[Key, int]) -> None:
             expected[(code, currency)] -= int(amount)
 
 
+def _batches(session: Session, expected: dict[Key, int]) -> None:
+    """Each batch's legs, from its own figures (the ledger's postings must match them)."""
+    batch = SettlementBatch
+    rows = session.execute(
+        select(
+            batch.agency_id,
+            batch.livemode,
+            batch.provider,
+            batch.currency,
+            batch.fee_bearer,
+            func.sum(batch.captured_minor - batch.refunded_minor),
+            func.sum(batch.fees_minor),
+            func.sum(batch.suspense_in_minor - batch.suspense_out_minor),
+            func.sum(batch.net_minor),
+        ).group_by(
+            batch.agency_id, batch.livemode, batch.provider, batch.currency, batch.fee_bearer
+        )
+    ).all()
+    for agency, livemode, provider, currency, bearer, gross, fees, suspense, net in rows:
+        legs = [
+            (CLEARING[0], -int(gross)),
+            (SETTLEMENT[0], int(net)),
+            (SUSPENSE[0], -int(suspense)),
+            (PAYABLE[0], -int(fees)) if bearer == "agency" else (FEES[0], int(fees)),
+        ]
+        for template, amount in legs:
+            code = account_code(
+                template, livemode=bool(livemode), agency=agency or "", provider=provider
+            )
+            expected[(code, currency)] += amount
+
+
 def audit(gw: Gateway, anchors: Sequence[ledger.Anchor] = ()) -> ledger.Report:
     """Every ledger invariant (the chain held to `anchors` too), then every payable and
     clearing, settlement and fee account against the payments, settlements and payouts."""
@@ -122,7 +157,9 @@ def audit(gw: Gateway, anchors: Sequence[ledger.Anchor] = ()) -> ledger.Report:
     actual = {
         (a.code, a.currency): a.balance_minor
         for a in book.accounts
-        if a.code.removeprefix("test:").startswith(("agency:", "acquirer:", "bank:", "expense:"))
+        if a.code.removeprefix("test:").startswith(
+            ("agency:", "acquirer:", "bank:", "expense:", "suspense:")
+        )
     }
     for key in sorted(set(actual) | set(expected)):
         if actual.get(key, 0) != expected.get(key, 0):

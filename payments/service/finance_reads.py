@@ -148,7 +148,12 @@ def payment_dossier(gw: Gateway, principal: Principal, payment_id: str) -> Payme
             )
         )[::-1]
         lines = session.execute(
-            select(SettlementLine.provider, SettlementLine.line_key)
+            select(
+                SettlementLine.id,
+                SettlementLine.provider,
+                SettlementLine.line_key,
+                SettlementLine.batch_id,
+            )
             .where(
                 or_(
                     SettlementLine.payment_id == payment.id,
@@ -161,7 +166,13 @@ def payment_dossier(gw: Gateway, principal: Principal, payment_id: str) -> Payme
         external_ids = [
             postings.capture_id(payment.id),
             *(postings.refund_id(refund_id) for refund_id in refund_ids),
-            *(postings.settlement_id(provider, key) for provider, key in lines),
+            # The batch each line is booked in (a line imported before batches, its own
+            # transaction), and the release of a resolved line out of suspense.
+            *dict.fromkeys(
+                postings.batch_id(batch) if batch else postings.settlement_id(provider, key)
+                for _line, provider, key, batch in lines
+            ),
+            *(postings.release_id(line) for line, *_ in lines),
         ]
         journal = by_external_ids(session, external_ids)
     return PaymentDossier(

@@ -42,7 +42,13 @@ from sqlalchemy.orm import Session, aliased
 
 from ledger import Account, JournalTransaction, Posting
 from payments import postings
-from payments.models import Payment, ReconciliationResolution, Refund, SettlementLine
+from payments.models import (
+    Payment,
+    ReconciliationResolution,
+    Refund,
+    SettlementBatch,
+    SettlementLine,
+)
 from payments.postings import CLEARING, account_code
 from payments.settlement.items import TOTAL_FIELDS, Bucket, ReconItem, ReportHeader
 from payments.settlement.statuses import STATUSES, ItemStatus
@@ -81,10 +87,12 @@ class Period:
 
     @property
     def missing_before(self) -> dt.datetime:
-        """A capture or refund made before this moment is past the lag: a break if unsettled."""
+        """A capture or refund made before this moment is due by now: a break if unsettled.
+        One of day D is due in the file of day D + lag, so it is missing from that day on:
+        today that is every day up to and including today - lag."""
         today = self.as_of.astimezone(dt.UTC).date()
         return dt.datetime.combine(
-            today - dt.timedelta(days=self.lag_days), dt.time(), tzinfo=dt.UTC
+            today - dt.timedelta(days=self.lag_days - 1), dt.time(), tzinfo=dt.UTC
         )
 
     def header(self) -> ReportHeader:
@@ -505,7 +513,22 @@ def _ledger_side(session: Session, period: Period) -> dict[str, dict[str, int]]:
     signed = case(
         (Posting.direction == "credit", Posting.amount_minor), else_=-Posting.amount_minor
     )
-    settled_posted = (
+    batch = SettlementBatch
+    by_batch = (
+        select(Account.currency, func.sum(signed))
+        .select_from(batch)
+        .join(tx, tx.external_id == postings.batch_id_of(batch.id))
+        .join(Posting, Posting.transaction_id == tx.id)
+        .join(Account, Account.id == Posting.account_id)
+        .where(
+            batch.provider == period.provider,
+            batch.value_date.between(period.date_from, period.date_to),
+            Account.code.in_(clearing),
+        )
+        .group_by(Account.currency)
+    )
+    # Lines imported before batches were posted one transaction each.
+    by_line = (
         select(Account.currency, func.sum(signed))
         .select_from(line)
         .join(
@@ -515,11 +538,12 @@ def _ledger_side(session: Session, period: Period) -> dict[str, dict[str, int]]:
         )
         .join(Posting, Posting.transaction_id == tx.id)
         .join(Account, Account.id == Posting.account_id)
-        .where(matched_in_period, Account.code.in_(clearing))
+        .where(matched_in_period, line.batch_id.is_(None), Account.code.in_(clearing))
         .group_by(Account.currency)
     )
-    for currency, total in session.execute(settled_posted):
-        put(currency, "settled_posted", total)
+    for settled_posted in (by_batch, by_line):
+        for currency, total in session.execute(settled_posted):
+            put(currency, "settled_posted", total)
     return {currency: result[currency] for currency in sorted(result)}
 
 

@@ -489,19 +489,25 @@ def test_an_unsettled_capture_is_pending_within_the_lag_and_missing_after(
 ) -> None:
     _at(DAYS[2], 11)  # 28 Nov, 11:00
     payment = _pay(client, agency_key, 12_500, "OMR")
+    # With the two-day lag it is due in the file of 30 Nov, so missing from that day on.
     for moment, status in (
-        (dt.datetime(2026, 11, 29, 0, tzinfo=dt.UTC), "pending_settlement"),
-        (dt.datetime(2026, 11, 30, 23, 59, 59, tzinfo=dt.UTC), "pending_settlement"),
-        (dt.datetime(2026, 12, 1, 0, tzinfo=dt.UTC), "missing_in_settlement"),
+        (dt.datetime(2026, 11, 28, 23, 59, 59, tzinfo=dt.UTC), "pending_settlement"),
+        (dt.datetime(2026, 11, 29, 23, 59, 59, tzinfo=dt.UTC), "pending_settlement"),
+        (dt.datetime(2026, 11, 30, 0, tzinfo=dt.UTC), "missing_in_settlement"),
     ):
         _now(moment)
         assert _status_of(client, finance_key, payment) == status, moment
-    _now(dt.datetime(2026, 11, 29, 0, tzinfo=dt.UTC))
+    # With no lag it is due in the file of its own day: missing the same day.
+    _now(dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC))
     gw.settings = dataclasses.replace(gw.settings, settlement_lag_days=0)
     assert _status_of(client, finance_key, payment) == "missing_in_settlement"
-    gw.settings = dataclasses.replace(gw.settings, settlement_lag_days=5)
-    _now(dt.datetime(2026, 12, 2, 0, tzinfo=dt.UTC))
+    gw.settings = dataclasses.replace(gw.settings, settlement_lag_days=1)
     assert _status_of(client, finance_key, payment) == "pending_settlement"
+    gw.settings = dataclasses.replace(gw.settings, settlement_lag_days=5)
+    _now(dt.datetime(2026, 12, 2, 23, 59, 59, tzinfo=dt.UTC))
+    assert _status_of(client, finance_key, payment) == "pending_settlement"
+    _now(dt.datetime(2026, 12, 3, 0, tzinfo=dt.UTC))
+    assert _status_of(client, finance_key, payment) == "missing_in_settlement"
     assert _json(client, finance_key)["period"]["settlement_lag_days"] == 5
 
 

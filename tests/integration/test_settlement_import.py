@@ -17,10 +17,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 import ledger
-from payments import clock
+from payments import clock, postings
 from payments.errors import Conflict, ValidationFailed
 from payments.gateway import Gateway
-from payments.models import Payment, Refund, SettlementLine
+from payments.models import Payment, Refund, SettlementBatch, SettlementLine
 from payments.service import access
 from payments.service.audit import audit
 from payments.settlement import imports, sandbox_export
@@ -128,6 +128,30 @@ def _line_statuses(gw: Gateway, settlement: str) -> dict[int, str]:
     return {line_no: status for line_no, status in rows}
 
 
+def _batches(gw: Gateway, settlement: str) -> dict[tuple[str, str, str], int]:
+    """(currency, agency, value date) -> lines, for each batch of the file, after checking
+    that each batch has its one ledger transaction."""
+    with gw.db.read() as session:
+        rows = session.execute(
+            select(
+                SettlementBatch.currency,
+                SettlementBatch.agency_id,
+                SettlementBatch.value_date,
+                SettlementBatch.line_count,
+                ledger.JournalTransaction.id,
+            )
+            .outerjoin(
+                ledger.JournalTransaction,
+                ledger.JournalTransaction.external_id == postings.batch_id_of(SettlementBatch.id),
+            )
+            .where(SettlementBatch.settlement_id == settlement)
+        ).all()
+    assert all(transaction is not None for *_, transaction in rows)
+    return {
+        (currency, agency or "", day.isoformat()): count for currency, agency, day, count, _ in rows
+    }
+
+
 def test_each_line_lands_in_its_status(gw: Gateway, client: FlaskClient) -> None:
     month = _month(gw, client)
     lines = _export(gw, DAYS[0]).splitlines()
@@ -162,18 +186,23 @@ def test_each_line_lands_in_its_status(gw: Gateway, client: FlaskClient) -> None
     }
     assert result.settlement.line_count == 10
     with gw.db.read() as session:
-        posted = session.scalar(
-            select(func.count())
-            .select_from(ledger.JournalTransaction)
-            .where(ledger.JournalTransaction.external_id.like("settlement:%"))
-        )
         unsettled = session.scalar(
             select(func.count())
             .select_from(SettlementLine)
             .where(SettlementLine.provider_reference == missing[1])
         )
-    assert posted == 6
     assert unsettled == 0
+    # One transaction per currency, agency and value date, not one per line: on the 3rd, each
+    # agency's lines (the OMR payment stated in KWD makes a KWD batch of its own, and SAR's
+    # last line is left out); on the 4th, the duplicate and the reference nobody knows.
+    assert _batches(gw, result.settlement.id) == {
+        ("KWD", "kw-moi", "2026-11-03"): 3,
+        ("KWD", "om-moh", "2026-11-03"): 1,
+        ("OMR", "om-moh", "2026-11-03"): 2,
+        ("SAR", "sa-mof", "2026-11-03"): 2,
+        ("OMR", "om-moh", "2026-11-04"): 1,
+        ("OMR", "", "2026-11-04"): 1,
+    }
     assert audit(gw).ok, audit(gw).problems
     # The corrected lines in a later file settle what the first one could not.
     later = _import(gw, _export(gw, DAYS[0]))
@@ -324,14 +353,13 @@ def test_two_files_racing_do_not_settle_a_payment_twice(
             .where(SettlementLine.status == "matched")
             .group_by(SettlementLine.payment_id)
         ).all()
-        posted = session.scalar(
-            select(func.count())
-            .select_from(ledger.JournalTransaction)
-            .where(ledger.JournalTransaction.external_id.like("settlement:%"))
+        captured = session.scalar(select(func.sum(SettlementBatch.captured_minor)))
+        gross = session.scalar(
+            select(func.sum(SettlementLine.gross_minor)).where(SettlementLine.status == "matched")
         )
     assert len(matched) == 9
     assert all(count == 1 for _payment, count in matched)
-    assert posted == 9
+    assert captured == gross  # each payment settled once, by whichever file came first
     assert audit(gw).ok
 
 
