@@ -128,6 +128,17 @@ class Database:
         self.engine.dispose()
 
 
+# What one sort or hash of a batch job (a settlement import, a reconciliation report) may use
+# before it spills to disk; PostgreSQL's default, 4 MB, spills a hundred thousand lines.
+BATCH_WORK_MEM = "128MB"
+
+
+def batch_job(session: Session) -> None:
+    """Give the rest of the session's transaction the memory of a batch job (PostgreSQL)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SET LOCAL work_mem = '{BATCH_WORK_MEM}'"))
+
+
 def analyze(session: Session, *tables: str) -> None:
     """Refresh the planner's statistics of `tables` inside the session's transaction, which
     on PostgreSQL counts the rows the transaction itself has written so far: a batch job that

@@ -33,7 +33,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 import ledger
-from payments import clock, outbox
+from payments import clock, db, outbox
 from payments.errors import NotFound, PermissionDenied, ValidationFailed
 from payments.gateway import Gateway
 from payments.ids import is_id, new_id
@@ -100,6 +100,7 @@ def import_file(
         staged.seek(0)
         with gw.db.transaction() as session:
             _lock_provider(session, provider)
+            db.batch_job(session)
             first = _imported(session, provider, digest)  # a racing import of the same file
             if first is not None:
                 return ImportResult(first, created=False)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from payments import clock, outbox
+from payments import clock, db, outbox
 from payments.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from payments.gateway import Gateway
 from payments.ids import is_id, new_id
@@ -92,6 +92,7 @@ def write_report(
         raise ValidationFailed(f"format must be one of {', '.join(FORMATS)}", param="format")
     _, writer = FORMATS[fmt]
     with gw.db.snapshot() as session:
+        db.batch_job(session)
         figures = reconcile.figures(session, span)
         if counted is not None:
             counted(figures)
