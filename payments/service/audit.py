@@ -3,7 +3,8 @@ book to payments, refunds, settlement batches and payouts (DESIGN.md, "The ledge
 an agency's payable = captures - refunds - fees it bore - payouts; an acquirer's clearing
 account = captures - refunds - the gross its batches settled (a refund's adds back); its
 settlement bank account = the batches' net - payouts; its suspense account = what its batches
-could not explain; its fee expense = fees the gateway bore. Lines imported before batches
+could not explain, less what resolved breaks released; its fee expense = fees the gateway
+bore. Lines imported before batches
 count as the one-line batches they were posted as."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import ledger
-from payments import clock
+from payments import clock, postings, suspense
 from payments.gateway import Gateway
 from payments.models import Payment, Payout, Refund, SettlementBatch, SettlementLine
 from payments.postings import CLEARING, FEES, PAYABLE, SETTLEMENT, SUSPENSE, account_code
@@ -63,6 +64,7 @@ def _settled(session: Session, expected: dict[Key, int]) -> None:
     """What settlement batches, matched lines imported before batches, and payouts moved,
     added to `expected`."""
     _batches(session, expected)
+    _releases(session, expected)
     lines = session.execute(
         select(
             SettlementLine.agency_id,
@@ -133,11 +135,11 @@ def _batches(session: Session, expected: dict[Key, int]) -> None:
             batch.agency_id, batch.livemode, batch.provider, batch.currency, batch.fee_bearer
         )
     ).all()
-    for agency, livemode, provider, currency, bearer, gross, fees, suspense, net in rows:
+    for agency, livemode, provider, currency, bearer, gross, fees, unexplained, net in rows:
         legs = [
             (CLEARING[0], -int(gross)),
             (SETTLEMENT[0], int(net)),
-            (SUSPENSE[0], -int(suspense)),
+            (SUSPENSE[0], -int(unexplained)),
             (PAYABLE[0], -int(fees)) if bearer == "agency" else (FEES[0], int(fees)),
         ]
         for template, amount in legs:
@@ -145,6 +147,18 @@ def _batches(session: Session, expected: dict[Key, int]) -> None:
                 template, livemode=bool(livemode), agency=agency or "", provider=provider
             )
             expected[(code, currency)] += amount
+
+
+def _releases(session: Session, expected: dict[Key, int]) -> None:
+    """What resolved breaks took out of suspense, by the release rule's own legs."""
+    for freed in suspense.released(session):
+        spec = postings.suspense_release(freed, description="", effective_at=clock.now())
+        for entry in spec.entries:
+            sign = 1 if (entry.direction is ledger.Direction.DEBIT) else -1
+            normal = 1 if entry.account.kind.debit_normal else -1
+            expected[(entry.account.code, entry.account.currency)] += (
+                sign * normal * entry.amount_minor
+            )
 
 
 def audit(gw: Gateway, anchors: Sequence[ledger.Anchor] = ()) -> ledger.Report:

@@ -8,8 +8,9 @@ Each line of the file is judged by the rules of API.md §5, in this order:
    `duplicate` and not stored again (it never reaches the result);
 2. no captured payment or succeeded refund of the acquirer has its reference: `missing_in_gateway`
    (the lowest id wins when several share one);
-3. its payment or refund was settled before it, by a matched line of an earlier file or by an
-   earlier matched line of this one: `duplicate`;
+3. its payment or refund was settled before it, by a matched line of an earlier file, by an
+   earlier matched line of this one, or by a break a finance officer resolved (its release
+   took the capture or refund out of clearing): `duplicate`;
 4. the currency differs: `currency_mismatch`; the gross differs from the capture (or from minus
    the refund): `amount_mismatch`;
 5. otherwise `matched`.
@@ -24,8 +25,11 @@ from sqlalchemy.orm import Session
 
 from payments.settlement import staging
 from payments.settlement.statuses import ItemStatus
+from payments.suspense import PAIRED
 
 TABLE = "settlement_matches"
+# A resolved break of these statuses released its capture or refund out of clearing: settled.
+_PAIRED = ", ".join(f"'{status}'" for status in PAIRED)
 _JUDGED = (
     "\nWITH fresh AS ("  # nosec B608: constants only
     f"""
@@ -75,9 +79,19 @@ judged AS (
         CASE WHEN t.type = 'payment' THEN EXISTS (
             SELECT 1 FROM settlement_lines l
             WHERE l.payment_id = t.target_id AND l.type = 'payment' AND l.status = 'matched'
+        ) OR EXISTS (
+            SELECT 1 FROM settlement_lines l
+            JOIN reconciliation_resolutions r ON r.settlement_line_id = l.id
+            WHERE l.payment_id = t.target_id AND l.type = 'payment'
+                AND l.batch_id IS NOT NULL AND r.status IN ({_PAIRED})
         ) ELSE EXISTS (
             SELECT 1 FROM settlement_lines l
             WHERE l.refund_id = t.target_id AND l.status = 'matched'
+        ) OR EXISTS (
+            SELECT 1 FROM settlement_lines l
+            JOIN reconciliation_resolutions r ON r.settlement_line_id = l.id
+            WHERE l.refund_id = t.target_id AND l.batch_id IS NOT NULL
+                AND r.status IN ({_PAIRED})
         ) END AS settled_before,
         min(CASE WHEN t.currency = t.target_currency AND t.gross_minor = t.expected
             THEN t.line_no END) OVER (PARTITION BY t.type, t.target_id) AS first_match

@@ -16,7 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from payments import clock, db, outbox
+import ledger
+from payments import clock, db, outbox, postings, suspense
 from payments.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from payments.gateway import Gateway
 from payments.ids import is_id, new_id
@@ -215,6 +216,16 @@ def resolve(gw: Gateway, provider: str, item: str, note: str, *, resolved_by: st
                 if status == ItemStatus.MATCHED:
                     raise ValidationFailed("a matched line is not a break", param="item")
                 row.settlement_line_id, row.status = line.id, status
+                freed = suspense.release(session, line, status)
+                if freed is not None:
+                    session.add(row)
+                    session.flush()  # a second resolution of the line fails here, first
+                    spec = postings.suspense_release(
+                        freed,
+                        description=f"settlement line {item} out of suspense: {status}",
+                        effective_at=now,
+                    )
+                    ledger.post(session, spec, now)
             else:
                 row.target_id, row.status = _unsettled_target(
                     session, provider, item, now=now, lag_days=gw.settings.settlement_lag_days

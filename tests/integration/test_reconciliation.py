@@ -29,6 +29,7 @@ from payments import clock
 from payments.gateway import Gateway
 from payments.models import Event, ReconciliationResolution, SettlementLine
 from payments.money import parse_major
+from payments.service.audit import audit
 from payments.settlement.report_writers import CSV_COLUMNS, ITEM_COLUMNS, hijri_text
 from payments.settlement.reports import MAX_PERIOD_DAYS
 from payments.settlement.sandbox_file import HEADER
@@ -549,7 +550,14 @@ def test_a_resolution_shows_on_the_report_and_changes_nothing_else(
     assert line.json["note"] == "Short-paid; credited later"
     after = count_rows(gw)
     assert after.pop("reconciliation_resolutions") == before.pop("reconciliation_resolutions") + 2
+    # The line's money leaves suspense in one ledger transaction; the capture no line settled
+    # moves nothing.
+    assert after.pop("ledger_transactions") == before.pop("ledger_transactions") + 1
+    ledger_rows = ("ledger_postings", "ledger_accounts", "ledger_chain", "ledger_unsealed")
+    for table in ledger_rows:
+        after.pop(table, None), before.pop(table, None)
     assert after == before
+    assert audit(gw).ok, audit(gw).problems
 
     notes = {
         script.missing: "Acquirer settles it on 2 Dec",
