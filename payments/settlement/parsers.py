@@ -7,6 +7,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Iterator
 from typing import BinaryIO, Protocol
@@ -39,11 +40,11 @@ class ParsedLine:
     fee_minor: int
     net_minor: int
 
-    @property
-    def line_key(self) -> str:
-        """What makes a line the same line in any file of the acquirer: SHA-256 hex of its
-        date, reference, type, currency and gross amount. Two lines with one key are one
-        money movement stated twice."""
+    @functools.cached_property
+    def line_digest(self) -> bytes:
+        """What makes a line the same line in any file of the acquirer: SHA-256 of its date,
+        reference, type, currency and gross amount. Two lines with one digest are one money
+        movement stated twice."""
         text = "|".join(
             (
                 self.settlement_date.isoformat(),
@@ -53,7 +54,12 @@ class ParsedLine:
                 str(self.gross_minor),
             )
         )
-        return hashlib.sha256(text.encode()).hexdigest()
+        return hashlib.sha256(text.encode()).digest()
+
+    @property
+    def line_key(self) -> str:
+        """The line's digest in hex, as stored."""
+        return self.line_digest.hex()
 
 
 def text_lines(stream: BinaryIO, *, max_file_bytes: int, max_line_bytes: int) -> Iterator[str]:

@@ -1,4 +1,5 @@
-"""The reconciliation report as the files finance officers download: JSON, CSV and XLSX.
+"""The reconciliation report as the files finance officers download: JSON and CSV, and what
+the XLSX workbook (`payments.settlement.xlsx_report`) shares with them.
 
 Each writer takes the summary and totals counted beforehand and a single pass over the items,
 and streams them out without holding them: the items may be a generator over millions of rows.
@@ -14,25 +15,17 @@ the currency's decimals.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import date
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import BinaryIO
 
 import hijridate
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import Alignment, Font
-from openpyxl.utils import get_column_letter
 
-from payments.money import CURRENCY_NAMES_AR, exponent, format_major
+from payments.money import exponent, format_major
 from payments.settlement.items import (
     TOTAL_FIELDS,
     ReconItem,
@@ -41,12 +34,6 @@ from payments.settlement.items import (
     ReportHeader,
 )
 from payments.settlement.statuses import STATUSES, ItemStatus
-
-if TYPE_CHECKING:
-    from openpyxl.cell.cell import Cell
-
-# A write-only worksheet: openpyxl keeps its class in a private module.
-Sheet = Any
 
 # The item's columns in CSV (and the JSON item's keys, where the resolution is one object).
 CSV_COLUMNS = (
@@ -81,14 +68,11 @@ _CHUNK_BYTES = 64 * 1024
 # A spreadsheet runs a cell starting with one of these as a formula; text that comes from an
 # acquirer's file or a finance officer must never do that.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-# What no XLSX cell can hold: the C0 controls XML 1.0 lacks (openpyxl's ILLEGAL_CHARACTERS_RE;
-# tab, line feed and carriage return are allowed), the non-characters U+FFFE and U+FFFF, and lone
-# surrogates, which UTF-8 cannot encode. New notes refuse them, but rows stored before that, or
+# What no XLSX cell can hold: the C0 controls XML 1.0 lacks (tab, line feed and carriage return
+# are allowed), the non-characters U+FFFE and U+FFFF, and lone surrogates, which UTF-8 cannot
+# encode. New notes refuse them, but rows stored before that, or
 # text from anywhere else, must not stop a provider's workbook from being written.
-_UNWRITABLE = re.compile(ILLEGAL_CHARACTERS_RE.pattern + r"|[\ud800-\udfff\ufffe\uffff]")
-_BOLD = Font(bold=True)
-_WRAP = Alignment(wrap_text=True, vertical="top")
-_DATE_FORMAT = "yyyy-mm-dd"
+_UNWRITABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 class _Chunked:
@@ -113,7 +97,7 @@ class _Chunked:
             self._size = 0
 
 
-def _validated(
+def validated(
     summary: Mapping[str, int], totals_by_currency: Mapping[str, Mapping[str, int]]
 ) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
     """The summary with every status in order, and the totals in currency order."""
@@ -130,7 +114,7 @@ def _validated(
     return {status: summary.get(status, 0) for status in STATUSES}, totals
 
 
-def _tallied(items: Iterable[ReconItem], totals: ReconTotals) -> Iterator[ReconItem]:
+def tallied(items: Iterable[ReconItem], totals: ReconTotals) -> Iterator[ReconItem]:
     """Pass the items through once, then check they added up before the writer finishes."""
     for item in items:
         totals.add(item)
@@ -182,7 +166,7 @@ def write_json(
 ) -> None:
     """Write `{"summary": {status: count}, "totals": {currency: {...}}, "items": [...]}`, with
     `period`, `agencies`, `ledger` and `ledger_agrees` before the items when `details` is given."""
-    counts, totals = _validated(summary, totals_by_currency)
+    counts, totals = validated(summary, totals_by_currency)
     tally = ReconTotals(counts, totals, details.agencies if details is not None else None)
     sink = _Chunked(out)
     sink.write(f'{{"summary":{_dumps(counts)},"totals":{_dumps(totals)},')
@@ -201,7 +185,7 @@ def write_json(
         )
     sink.write('"items":[')
     separator = ""
-    for item in _tallied(items, tally):
+    for item in tallied(items, tally):
         sink.write(separator + _dumps(item_json(item)))
         separator = ","
     sink.write("]}\n")
@@ -233,13 +217,13 @@ def write_csv(
     with an apostrophe.
     """
     del header
-    counts, totals = _validated(summary, totals_by_currency)
+    counts, totals = validated(summary, totals_by_currency)
     tally = ReconTotals(counts, totals, details.agencies if details is not None else None)
     sink = _Chunked(out)
     sink.write("\ufeff")
     writer = csv.writer(sink, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    for item in _tallied(items, tally):
+    for item in tallied(items, tally):
         writer.writerow(
             (
                 _text_cell(item.item_id),
@@ -301,122 +285,7 @@ def number_format(currency: str) -> str:
     return "#,##0." + "0" * decimals if decimals else "#,##0"
 
 
-def _amount_cell(ws: Sheet, amount_minor: int | None, currency: str) -> Cell | None:
-    if amount_minor is None:
-        return None
-    # The exact amount in major units, as a Decimal: the file holds its digits as written
-    # (`12.500`), never a float's. Excel reads it into the double nearest it, as if typed by
-    # hand; an amount up to MAX_AMOUNT_MINOR has at most 13 significant digits, fewer than
-    # the 15 a double keeps and Excel shows, so the cell reads as exactly the amount.
-    exact = Decimal(amount_minor).scaleb(-exponent(currency))
-    # openpyxl takes a Decimal as a number (its NUMERIC_TYPES); its type stubs leave it out.
-    cell = WriteOnlyCell(ws, value=exact)  # type: ignore[arg-type]
-    cell.number_format = number_format(currency)
-    return cell
-
-
-def _date_cell(ws: Sheet, day: date | None) -> Cell | None:
-    if day is None:
-        return None
-    cell = WriteOnlyCell(ws, value=datetime(day.year, day.month, day.day))
-    cell.number_format = _DATE_FORMAT
-    return cell
-
-
-def _escaped(found: re.Match[str]) -> str:
-    return f"\\u{ord(found.group()):04x}"
-
-
-def _xlsx_text(ws: Sheet, text: str | None, *, wrap: bool = False) -> str | Cell | None:
-    """A text cell that stays the text it is, whatever it holds.
-
-    A character no cell can hold is written as JSON would escape it (`\\u001b`). Text openpyxl
-    would store as a formula (`=...`) or an error value (`#N/A`) is kept a string; with `wrap`,
-    text with line breaks shows them.
-    """
-    if text is None:
-        return None
-    if _UNWRITABLE.search(text) is not None:
-        text = _UNWRITABLE.sub(_escaped, text)
-    wraps = wrap and "\n" in text
-    if not wraps and not text.startswith("=") and text not in ERROR_CODES:
-        return text
-    cell = WriteOnlyCell(ws, value=text)
-    cell.data_type = "s"
-    if wraps:
-        cell.alignment = _WRAP
-    return cell
-
-
-def _title_cell(ws: Sheet, title: str) -> Cell:
-    cell = WriteOnlyCell(ws, value=title)
-    cell.font = _BOLD
-    cell.alignment = _WRAP
-    return cell
-
-
-def _write_summary_sheet(
-    workbook: Workbook,
-    header: ReportHeader,
-    counts: Mapping[str, int],
-    totals: Mapping[str, Mapping[str, int]],
-    details: ReportDetails | None,
-) -> None:
-    ws = workbook.create_sheet("Summary")
-    ws.sheet_view.rightToLeft = True
-    for letter, width in zip("ABCDEF", (34, 26, 12, 18, 18, 14), strict=True):
-        ws.column_dimensions[letter].width = width
-    ws.append([_title_cell(ws, "تقرير التسوية / Reconciliation report")])
-    ws.append(["مزود الخدمة / Provider", _xlsx_text(ws, header.provider)])
-    for label, day in (
-        ("من / From", header.date_from),
-        ("إلى / To", header.date_to),
-    ):
-        ws.append([label, _date_cell(ws, day), hijri_text(day)])
-    generated = WriteOnlyCell(ws, value=header.generated_at.astimezone(UTC).replace(tzinfo=None))
-    generated.number_format = "yyyy-mm-dd hh:mm:ss"
-    ws.append(["أُنشئ في (UTC) / Generated at (UTC)", generated])
-    ws.append(["مهلة التسوية بالأيام / Settlement lag (days)", header.settlement_lag_days])
-    ws.append([])
-    ws.append(
-        [
-            _title_cell(ws, title)
-            for title in ("الحالة / Status (Arabic)", "رمز الحالة / Status", "العدد / Count")
-        ]
-    )
-    for status in STATUSES:
-        arabic, _ = STATUS_LABELS[status]
-        ws.append([arabic, status, counts[status]])
-    ws.append([])
-    ws.append(
-        [
-            _title_cell(ws, title)
-            for title in (
-                "العملة / Currency",
-                "اسم العملة / Currency name",
-                "العدد / Count",
-                "مبلغ البوابة / Gateway amount",
-                "المبلغ المسوّى / Settled amount",
-                "الرسوم / Fees",
-            )
-        ]
-    )
-    for currency, fields in totals.items():
-        ws.append(
-            [
-                currency,
-                CURRENCY_NAMES_AR.get(currency),
-                fields["count"],
-                _amount_cell(ws, fields["gateway_amount"], currency),
-                _amount_cell(ws, fields["settled_amount"], currency),
-                _amount_cell(ws, fields["fee"], currency),
-            ]
-        )
-    if details is not None:
-        _write_details(ws, details)
-
-
-_LEDGER_TITLES = (
+LEDGER_TITLES = (
     ("captured", "مبالغ التحصيل في البوابة / Captured (gateway)"),
     ("captured_posted", "التحصيل المقيد في الدفتر / Captured (ledger)"),
     ("refunded", "المبالغ المستردة في البوابة / Refunded (gateway)"),
@@ -426,125 +295,18 @@ _LEDGER_TITLES = (
 )
 
 
-def _write_details(ws: Sheet, details: ReportDetails) -> None:
-    """The Summary sheet's totals per agency and the ledger's side of the match."""
-    ws.append([])
-    ws.append(
-        [
-            _title_cell(ws, title)
-            for title in (
-                "الجهة / Agency",
-                "العملة / Currency",
-                "العدد / Count",
-                "مبلغ البوابة / Gateway amount",
-                "المبلغ المسوّى / Settled amount",
-                "الرسوم / Fees",
-            )
-        ]
-    )
-    for agency, by_currency in details.agencies.items():
-        for currency, fields in by_currency.items():
-            ws.append(
-                [
-                    _xlsx_text(ws, agency or "—"),
-                    currency,
-                    fields["count"],
-                    _amount_cell(ws, fields["gateway_amount"], currency),
-                    _amount_cell(ws, fields["settled_amount"], currency),
-                    _amount_cell(ws, fields["fee"], currency),
-                ]
-            )
-    ws.append([])
-    ws.append(
-        [
-            _title_cell(ws, "دفتر الأستاذ / Ledger"),
-            "متطابق / Agrees" if details.ledger_agrees else "غير متطابق / DISAGREES",
-        ]
-    )
-    ws.append(
-        [_title_cell(ws, "العملة / Currency")]
-        + [_title_cell(ws, title) for _, title in _LEDGER_TITLES]
-    )
-    for currency, fields in details.ledger.items():
-        ws.append(
-            [currency] + [_amount_cell(ws, fields[key], currency) for key, _ in _LEDGER_TITLES]
-        )
+def unwritable(text: str) -> bool:
+    """Whether `text` holds a character no XLSX cell can hold."""
+    return _UNWRITABLE.search(text) is not None
 
 
-def write_xlsx(
-    header: ReportHeader,
-    summary: Mapping[str, int],
-    totals_by_currency: Mapping[str, Mapping[str, int]],
-    items: Iterable[ReconItem],
-    out: BinaryIO,
-    *,
-    details: ReportDetails | None = None,
-) -> None:
-    """Write a workbook with a `Summary` sheet and an `Items` sheet, titles in Arabic and English.
-
-    The workbook is write-only: rows go to a temporary file as they are appended, so memory does
-    not grow with the items.
-    """
-    counts, totals = _validated(summary, totals_by_currency)
-    workbook = Workbook(write_only=True)
-    try:
-        _write_workbook(workbook, header, counts, totals, items, details)
-        workbook.save(out)
-    except BaseException:
-        _discard(workbook)
-        raise
+def writable(text: str) -> str:
+    """`text` with every character no XLSX cell can hold written as JSON would escape it
+    (`\\u001b`)."""
+    if _UNWRITABLE.search(text) is None:
+        return text
+    return _UNWRITABLE.sub(_escaped, text)
 
 
-def _discard(workbook: Workbook) -> None:
-    """Delete the unsaved sheets' temporary files now, not at interpreter exit (a server process
-    that lives for weeks would keep one per failed report). Saving the workbook into memory and
-    dropping it is openpyxl's public way to close a write-only sheet and remove its file; it
-    writes the rows so far once more, for a report that has failed anyway."""
-    with contextlib.suppress(Exception):
-        workbook.save(io.BytesIO())
-
-
-def _write_workbook(  # noqa: PLR0917 - one private call site
-    workbook: Workbook,
-    header: ReportHeader,
-    counts: Mapping[str, int],
-    totals: Mapping[str, Mapping[str, int]],
-    items: Iterable[ReconItem],
-    details: ReportDetails | None,
-) -> None:
-    tally = ReconTotals(counts, totals, details.agencies if details is not None else None)
-    _write_summary_sheet(workbook, header, counts, totals, details)
-
-    ws = workbook.create_sheet("Items")
-    ws.sheet_view.rightToLeft = True
-    # A write-only sheet writes its view and filter before the rows, so both are set now; the
-    # row count is the summary's, which the tally checks once the items are written.
-    ws.freeze_panes = "A2"
-    last_column = get_column_letter(len(ITEM_COLUMNS))
-    ws.auto_filter.ref = f"A1:{last_column}{1 + sum(counts.values())}"
-    for index, (_, width) in enumerate(ITEM_COLUMNS, start=1):
-        ws.column_dimensions[get_column_letter(index)].width = width
-    ws.append([_title_cell(ws, title) for title, _ in ITEM_COLUMNS])
-    for item in _tallied(items, tally):
-        ws.append(
-            [
-                _xlsx_text(ws, item.item_id),
-                STATUS_LABELS[item.status][0],
-                item.status,
-                _xlsx_text(ws, item.payment_id),
-                _xlsx_text(ws, item.refund_id),
-                _xlsx_text(ws, item.provider_reference),
-                _xlsx_text(ws, item.currency),
-                _xlsx_text(ws, item.settled_currency),
-                _amount_cell(ws, item.gateway_amount, item.currency),
-                _amount_cell(ws, item.settled_amount, item.settled_currency or item.currency),
-                _amount_cell(ws, item.fee, item.settled_currency or item.currency),
-                _xlsx_text(ws, item.agency),
-                _date_cell(ws, item.gateway_date),
-                hijri_text(item.gateway_date) if item.gateway_date else None,
-                _date_cell(ws, item.settlement_date),
-                hijri_text(item.settlement_date) if item.settlement_date else None,
-                _xlsx_text(ws, item.resolution_note, wrap=True),
-                _xlsx_text(ws, item.resolved_by),
-            ]
-        )
+def _escaped(found: re.Match[str]) -> str:
+    return f"\\u{ord(found.group()):04x}"

@@ -26,8 +26,9 @@ from payments.principal import Principal
 from payments.settlement import reconcile
 from payments.settlement.items import ReconItem, ReportDetails
 from payments.settlement.reconcile import Figures, Period
-from payments.settlement.report_writers import write_csv, write_json, write_xlsx
+from payments.settlement.report_writers import write_csv, write_json
 from payments.settlement.statuses import NOT_BREAKS, ItemStatus
+from payments.settlement.xlsx_report import write_xlsx
 
 FORMATS = {
     "json": ("application/json", write_json),
