@@ -3,23 +3,24 @@
 Run by hand: `.venv/bin/python -m bench.reconcile [--n 100000]` (with the `bench` extra
 installed). It drops and recreates the database `bench_reconcile` on 127.0.0.1:5432 and writes
 N sandbox captures and a few % refunds straight into its tables (COPY, not the API), each with
-its ledger capture or refund transaction and postings, and a sandbox settlement file for them
-with about 1% of each break: amount_mismatch, currency_mismatch, missing_in_gateway,
-missing_in_settlement and duplicate (today's captures, and a few of yesterday's, are
-pending_settlement). Then, each in a spawned child process so that each side's peak RSS is its
-own and the generator's memory counts for neither:
+its ledger capture or refund transaction and postings, hashed and chained as the ledger seals
+them, and a sandbox settlement file for them with about 1% of each break: amount_mismatch,
+currency_mismatch, missing_in_gateway, missing_in_settlement and duplicate (today's captures,
+and a few of yesterday's, are pending_settlement). Then, each in a spawned child process so
+that each side's peak RSS is its own and the generator's memory counts for neither:
 
 - the gateway imports the file (`payments.settlement.imports.import_file`) and writes the
   reconciliation report as CSV (`payments.settlement.reports.write_report`);
 - pandas reads the same file and the same captures and refunds from the same database, merges
   them on provider reference and type, and classifies every item by the engine's rules.
 
-It checks that both give every (provider reference, type) the same statuses, and prints seconds
-and peak RSS per side and phase, the JSON report (and the XLSX one up to 100,000 captures) as
-extra rows, and the verdicts on the targets: the gateway's import + reconcile within twice
-pandas's time, and under 300 MB peak RSS at a million. `--py-spy DIR` records the gateway's
-child with py-spy (idle time included, collapsed stacks). The database is kept for inspection
-unless `--drop` is given. Every loop is bounded by N, at most 2,000,000.
+It checks that both give every (provider reference, type) the same statuses and that the book
+passes what `gateway ledger verify` checks after the run, and prints seconds and peak RSS per
+side and phase, the JSON report (and the XLSX one up to 100,000 captures) as extra rows, and
+the verdicts on the targets: the gateway's import + reconcile within twice pandas's time, and
+under 300 MB peak RSS at a million. `--py-spy DIR` records the gateway's child with py-spy
+(idle time included, collapsed stacks). The database is kept for inspection unless `--drop` is
+given. Every loop is bounded by N, at most 2,000,000.
 """
 
 from __future__ import annotations
@@ -241,17 +242,6 @@ SELECT id, payment_id, agency_id, livemode, amount, currency, 'succeeded', 'benc
 FROM bench_refunds
 """,
     """
-INSERT INTO ledger_transactions (external_id, description, effective_at, created_at, metadata,
-    content_hash)
-SELECT external_id, description, at, at, '{}', md5(external_id) || md5(description)
-FROM (
-    SELECT 'capture:' || id AS external_id, 'capture of ' || id AS description, at
-    FROM bench_captures
-    UNION ALL
-    SELECT 'refund:' || id, 'refund ' || id, at FROM bench_refunds
-) AS journal ORDER BY at
-""",
-    """
 INSERT INTO ledger_accounts (code, currency, kind, min_balance_minor, debits_minor,
     credits_minor, created_at)
 SELECT code, currency, kind, NULL, sum(debit), sum(credit), min(at)
@@ -279,7 +269,59 @@ JOIN ledger_accounts a ON a.code = leg.code AND a.currency = m.currency
 ORDER BY t.id, leg.direction DESC
 """,
     "DROP TABLE bench_captures, bench_refunds",
+    "SELECT setval('ledger_transactions_id_seq', (SELECT max(id) FROM ledger_transactions))",
 )
+
+
+def _journal(
+    captures: list[str], refunds: list[str]
+) -> tuple[Iterator[str], Iterator[str], tuple[int, str]]:
+    """The captures' and refunds' ledger transactions as the gateway would have posted and
+    sealed them: each with its content hash, chained in order of time, so that `gateway ledger
+    verify` holds the generated book as it holds a real one. Returns the journal's and the
+    chain's COPY rows and the chain's head."""
+    from ledger.encoding import content_hash, link_hash, timestamp
+    from ledger.models import GENESIS_HASH
+
+    entries: list[tuple[str, str, str, str, str, str, int]] = []
+    for row in captures:
+        _n, pid, _agency, _live, currency, text, _ref, at, clearing, payable = row.rstrip(
+            "\n"
+        ).split("\t")
+        entries.append(
+            (at, f"capture:{pid}", f"capture of {pid}", clearing, payable, currency, int(text))
+        )
+    for row in refunds:
+        rid, _pid, _agency, _live, currency, text, _ref, at, clearing, payable = row.rstrip(
+            "\n"
+        ).split("\t")
+        entries.append(
+            (at, f"refund:{rid}", f"refund {rid}", payable, clearing, currency, int(text))
+        )
+    entries.sort(key=lambda entry: (dt.datetime.fromisoformat(entry[0]), entry[1]))
+    journal: list[str] = []
+    chain: list[str] = []
+    link = GENESIS_HASH
+    for seq, (at, external_id, description, debited, credited, currency, amount) in enumerate(
+        entries, start=1
+    ):
+        moment = dt.datetime.fromisoformat(at)
+        digest = content_hash(
+            external_id=external_id,
+            description=description,
+            effective_at=moment,
+            metadata={},
+            reverses=None,
+            postings=[
+                (debited, currency, "debit", amount),
+                (credited, currency, "credit", amount),
+            ],
+        )
+        link = link_hash(link, digest)
+        stamp = timestamp(moment)
+        journal.append(f"{seq}\t{external_id}\t{description}\t{stamp}\t{stamp}\t{{}}\t{digest}\n")
+        chain.append(f"{seq}\t{seq}\t{link}\n")
+    return iter(journal), iter(chain), (len(entries), link)
 
 
 def _copy(conn: psycopg.Connection[Any], table: str, rows: Iterator[str]) -> None:
@@ -366,6 +408,11 @@ def generate(n: int, csv_path: Path, seed: int) -> Generated:
         conn.execute(STAGING)
         _copy(conn, "bench_captures", iter(captures))
         _copy(conn, "bench_refunds", iter(refunds))
+        journal, chain, (seq, link) = _journal(captures, refunds)
+        columns = "id, external_id, description, effective_at, created_at, metadata, content_hash"
+        _copy(conn, f"ledger_transactions ({columns})", journal)
+        _copy(conn, "ledger_chain (seq, transaction_id, hash)", chain)
+        conn.execute("UPDATE ledger_chain_head SET seq = %s, hash = %s WHERE id = 1", (seq, link))
         for statement in LOAD:
             conn.execute(statement)
     with psycopg.connect(LIBPQ, autocommit=True) as conn:
@@ -448,6 +495,21 @@ def report_side(
     phases.append(Phase(f"report {fmt}", time.perf_counter() - started, _peak_mb()))
     gw.db.dispose()
     return Side(phases, {})
+
+
+def verify_side(var_dir: str) -> Side:
+    """What `gateway ledger verify` checks, over the book the run left: the ledger's own
+    invariants and hash chain, and the gateway's (payable, clearing, bank, suspense, fees)."""
+    from payments.gateway import build_gateway
+    from payments.service.audit import audit
+
+    phases = [Phase("startup", 0.0, _peak_mb())]
+    gw = build_gateway(_settings(var_dir), pool_size=2)
+    started = time.perf_counter()
+    report = audit(gw)
+    phases.append(Phase("ledger verify", time.perf_counter() - started, _peak_mb()))
+    gw.db.dispose()
+    return Side(phases, {"ok": report.ok, "problems": [str(p) for p in report.problems[:5]]})
 
 
 # -- the yardstick -------------------------------------------------------------------------------
@@ -689,6 +751,7 @@ def run(n: int, seed: int, scratch: Path, py_spy: Path | None) -> None:
     if n <= XLSX_MAX_N:
         extras.append(in_child(report_side, "xlsx", str(scratch / "report.xlsx"), var_dir, *span))
     agreed = agreement(report_path, pandas_path)
+    verified = in_child(verify_side, var_dir)
 
     label = f"{n:,}"
     rows = [(label, "generator", "generate", f"{made.seconds:.1f}", f"{generated_mb:.0f}", "")]
@@ -720,6 +783,9 @@ def run(n: int, seed: int, scratch: Path, py_spy: Path | None) -> None:
     _status_line("pending_settlement", made, gateway, yardstick)
     print(f"gateway import summary: {gateway.info['import_summary']}")
     print(f"ledger agrees with the gateway (report's ledger side): {gateway.info['ledger_agrees']}")
+    seconds = verified.seconds("ledger verify")
+    verdict = "passes" if verified.info["ok"] else f"FAILS: {verified.info['problems']}"
+    print(f"gateway ledger verify after the run ({seconds:.1f} s): {verdict}")
     ours = gateway.seconds("import", "reconcile")
     theirs = yardstick.seconds("import", "reconcile")
     met = "MET" if ours <= TARGET_RATIO * theirs else "NOT MET"
