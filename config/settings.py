@@ -26,6 +26,7 @@ from config.routing import (
     default_rules,
     load_routing,
 )
+from config.tolerance import Tolerance, ToleranceError, parse_tolerances
 
 ENVIRONMENTS = ("development", "test", "production")
 # Outside production the national schemes' simulators are built in, with their rules first.
@@ -97,6 +98,8 @@ class Settings:
     # Days a capture or refund may wait for its settlement line before reconciliation calls it
     # `missing_in_settlement` rather than `pending_settlement`.
     settlement_lag_days: int = 2
+    # Per acquirer, how far a settlement line may drift and still settle (config/tolerance.py).
+    settlement_tolerances: Mapping[str, Tolerance] = dataclasses.field(default_factory=dict)
     log_level: str = "INFO"
     # Routing (config/routing.py): ordered rules, acquirer instances beside the built-in
     # `sandbox` and `stripe`, and when an instance's circuit breaker opens.
@@ -185,6 +188,13 @@ def _settlement_lag(raw: str | None) -> int:
             f"{MAX_SETTLEMENT_LAG_DAYS}"
         )
     return value
+
+
+def _tolerances(raw: str | None) -> dict[str, Tolerance]:
+    try:
+        return parse_tolerances(raw or "")
+    except ToleranceError as exc:
+        raise ConfigurationError(f"GATEWAY_SETTLEMENT_TOLERANCES: {exc}") from exc
 
 
 SANDBOX_FAULTS = ("error_before_charge", "timeout_after_charge", "slow", "slow_s")
@@ -456,6 +466,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         sandbox_database=Path(get("GATEWAY_SANDBOX_DATABASE", str(var_dir / "sandbox.db"))),
         sandbox_faults=_sandbox_faults(get("GATEWAY_SANDBOX_FAULTS")),
         settlement_lag_days=_settlement_lag(get("GATEWAY_SETTLEMENT_LAG_DAYS")),
+        settlement_tolerances=_tolerances(get("GATEWAY_SETTLEMENT_TOLERANCES")),
         idempotency_lease_s=_lease(get("GATEWAY_IDEMPOTENCY_LEASE_S")),
         log_level=get("GATEWAY_LOG_LEVEL", "INFO"),
         routing_rules=routing.rules,

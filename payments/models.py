@@ -78,6 +78,11 @@ class Payment(Base):
         Index("ix_payments_reference", "agency_id", "reference"),
         Index("ix_payments_expiry", "status", "expires_at"),
         Index("ix_payments_provider_reference", "provider", "provider_reference"),
+        CheckConstraint(
+            "(dispute_status IS NULL AND dispute_amount_minor IS NULL) OR "
+            "(dispute_status IN ('open', 'reversed') AND dispute_amount_minor > 0)",
+            name="ck_payments_dispute",
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -104,6 +109,9 @@ class Payment(Base):
     failure_code: Mapped[str | None] = mapped_column(String(40))
     failure_message: Mapped[str | None] = mapped_column(String(500))
     routing: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    # A chargeback the acquirer's settlement file stated: `open`, or `reversed` once paid back.
+    dispute_status: Mapped[str | None] = mapped_column(String(8))
+    dispute_amount_minor: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
@@ -244,13 +252,14 @@ class SettlementBatch(Base):
     __tablename__ = "settlement_batches"
     __table_args__ = (
         CheckConstraint(
-            "net_minor = captured_minor - refunded_minor - fees_minor + suspense_in_minor"
-            " - suspense_out_minor",
+            "net_minor = captured_minor - refunded_minor - chargebacks_minor + reversals_minor"
+            " - fees_minor + differences_minor + suspense_in_minor - suspense_out_minor",
             name="ck_settlement_batches_adds_up",
         ),
         CheckConstraint(
             "captured_minor >= 0 AND refunded_minor >= 0 AND fees_minor >= 0"
-            " AND suspense_in_minor >= 0 AND suspense_out_minor >= 0",
+            " AND suspense_in_minor >= 0 AND suspense_out_minor >= 0"
+            " AND chargebacks_minor >= 0 AND reversals_minor >= 0",
             name="ck_settlement_batches_unsigned",
         ),
         CheckConstraint(
@@ -272,6 +281,11 @@ class SettlementBatch(Base):
     captured_minor: Mapped[int] = mapped_column(BigInteger)
     refunded_minor: Mapped[int] = mapped_column(BigInteger)
     fees_minor: Mapped[int] = mapped_column(BigInteger)  # of the matched payment lines
+    # Chargebacks taken back and reversals paid back, unsigned; the drift of lines matched
+    # within tolerance, signed as paid (positive: the acquirer paid more than the gateway made).
+    chargebacks_minor: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    reversals_minor: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    differences_minor: Mapped[int] = mapped_column(BigInteger, server_default="0")
     fee_bearer: Mapped[str | None] = mapped_column(String(8))
     # Net of the lines nothing explains, into suspense (positive) or out of it (negative).
     suspense_in_minor: Mapped[int] = mapped_column(BigInteger)
@@ -286,10 +300,14 @@ class SettlementLine(Base):
     __tablename__ = "settlement_lines"
     __table_args__ = (
         UniqueConstraint("provider", "line_key", name="uq_settlement_lines_key"),
-        CheckConstraint("type IN ('payment', 'refund')", name="ck_settlement_lines_type"),
         CheckConstraint(
-            "status IN ('matched', 'amount_mismatch', 'currency_mismatch', 'duplicate', "
-            "'missing_in_gateway')",
+            "type IN ('payment', 'refund', 'chargeback', 'chargeback_reversal')",
+            name="ck_settlement_lines_type",
+        ),
+        CheckConstraint(
+            "status IN ('matched', 'matched_within_tolerance', 'amount_mismatch', "
+            "'currency_mismatch', 'duplicate', 'missing_in_gateway', 'chargeback', "
+            "'chargeback_reversal')",
             name="ck_settlement_lines_status",
         ),
         CheckConstraint(
@@ -309,7 +327,7 @@ class SettlementLine(Base):
     line_key: Mapped[str] = mapped_column(String(64))
     settlement_date: Mapped[dt.date] = mapped_column(Date)
     provider_reference: Mapped[str] = mapped_column(String(255))
-    type: Mapped[str] = mapped_column(String(8))
+    type: Mapped[str] = mapped_column(String(20))
     currency: Mapped[str] = mapped_column(String(3))
     # Signed as in the file: a refund's gross and net are negative.
     gross_minor: Mapped[int] = mapped_column(BigInteger)
@@ -319,7 +337,11 @@ class SettlementLine(Base):
     refund_id: Mapped[str | None] = mapped_column(String(40))
     agency_id: Mapped[str | None] = mapped_column(String(64))
     livemode: Mapped[bool | None] = mapped_column(Boolean)
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(24))
+    # A line matched within tolerance: its gross less the gateway's amount, and the days its
+    # date lies outside the days it was due (negative: early).
+    drift_minor: Mapped[int | None] = mapped_column(BigInteger)
+    drift_days: Mapped[int | None] = mapped_column(Integer)
     # Who bore the fee of a matched payment line when it was posted (the agency's setting
     # may change later; the audit follows what was posted).
     fee_bearer: Mapped[str | None] = mapped_column(String(8))

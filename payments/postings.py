@@ -30,6 +30,10 @@ RULES: dict[str, tuple[Leg, ...]] = {
     "capture": ((CLEARING, D, "amount"), (PAYABLE, C, "amount")),
     "refund": ((PAYABLE, D, "amount"), (CLEARING, C, "amount")),
     "payout": ((PAYABLE, D, "amount"), (SETTLEMENT, C, "amount")),
+    # A chargeback the acquirer took back is the agency's loss, as a refund is; its reversal
+    # gives it back. The batch of the line moves the money between clearing and the bank.
+    "dispute": ((PAYABLE, D, "amount"), (CLEARING, C, "amount")),
+    "dispute_reversal": ((CLEARING, D, "amount"), (PAYABLE, C, "amount")),
 }
 
 
@@ -40,6 +44,7 @@ REFUND = "refund"
 SETTLEMENT_LINE = "settlement"  # one line, as imported before batches
 SETTLEMENT_BATCH = "settlement_batch"
 RELEASE = "settlement_release"
+DISPUTE = "dispute"
 
 
 def capture_id(payment_id: str) -> str:
@@ -67,9 +72,14 @@ def release_id(line_id: int) -> str:
     return f"{RELEASE}:{line_id}"
 
 
+def dispute_id(line_id: int) -> str:
+    """The transaction of the dispute, or its reversal, that settlement line `line_id` stated."""
+    return f"{DISPUTE}:{line_id}"
+
+
 def prefix_of(kind: str) -> str:
     """What every external id of a capture's or a refund's transaction starts with."""
-    assert kind in (CAPTURE, REFUND), kind
+    assert kind in (CAPTURE, REFUND, DISPUTE), kind
     return f"{kind}:"
 
 
@@ -149,6 +159,9 @@ class Batch:
     refunded: int  # gross of the matched refund lines, unsigned
     fees: int
     fee_bearer: str | None  # who bears `fees`: `agency`, or the gateway
+    chargebacks: int  # gross the acquirer took back for disputes, unsigned
+    reversals: int  # gross it paid back when disputes were reversed
+    differences: int  # drift of lines matched within tolerance; positive: paid more
     suspense_in: int  # net of the unexplained lines that paid in
     suspense_out: int  # net of those that took out, unsigned
     net: int  # the bank credit; negative when the acquirer took more than it paid
@@ -157,14 +170,18 @@ class Batch:
 def settlement_batch(
     batch: Batch, *, description: str, effective_at: dt.datetime, metadata: dict[str, str]
 ) -> TransactionSpec:
-    """One batch's transaction: the captures' gross out of clearing and the refunds' gross back
-    in as legs of their own, the fees to the agency or the gateway, the unexplained lines to
-    suspense, and the net to the bank. Legs of zero are left out."""
+    """One batch's transaction: the captures' gross out of clearing, the refunds' and the
+    chargebacks' gross back in and the reversals' out, each a leg of its own, the fees to the
+    agency or the gateway, the drift of lines within tolerance to settlement differences, the
+    unexplained lines to suspense, and the net to the bank. Legs of zero are left out."""
     fees = PAYABLE if batch.fee_bearer == "agency" else FEES
     legs: list[tuple[tuple[str, Kind], Direction, int]] = [
         (CLEARING, C, batch.captured),
         (CLEARING, D, batch.refunded),
+        (CLEARING, D, batch.chargebacks),
+        (CLEARING, C, batch.reversals),
         (fees, D, batch.fees),
+        (DIFFERENCES, C if batch.differences > 0 else D, abs(batch.differences)),
         (SUSPENSE, C, batch.suspense_in),
         (SUSPENSE, D, batch.suspense_out),
         (SETTLEMENT, D if batch.net > 0 else C, abs(batch.net)),

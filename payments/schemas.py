@@ -31,6 +31,8 @@ AGENCY_EVENT_TYPES = (
     "payment.expired",
     "refund.succeeded",
     "refund.failed",
+    "payment.disputed",
+    "payment.dispute_reversed",
 )
 # What a finance key's endpoints receive: news of settlement files and reconciliation runs.
 FINANCE_EVENT_TYPES = ("settlement.imported", "reconciliation.completed")
@@ -263,6 +265,15 @@ FAILURE_DOC = {
     "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
     "additionalProperties": False,
 }
+DISPUTE_DOC = {
+    "type": ["object", "null"],
+    "required": ["status", "amount"],
+    "properties": {
+        "status": {"type": "string", "enum": ["open", "reversed"]},
+        "amount": {"type": "integer", "minimum": 1},
+    },
+    "additionalProperties": False,
+}
 CURRENCIES = sorted(CURRENCY_EXPONENTS)
 
 
@@ -288,6 +299,7 @@ class PaymentSchema(FastDump):
     provider = fields.String(allow_none=True)
     provider_reference = fields.String(allow_none=True)
     failure = fields.Method("_failure", metadata=FAILURE_DOC)
+    dispute = fields.Method("_dispute", metadata=DISPUTE_DOC)
     metadata = fields.Dict(attribute="extra", keys=fields.String(), values=fields.String())
     payer = fields.Dict(allow_none=True)
     created_at = Timestamp()
@@ -301,6 +313,12 @@ class PaymentSchema(FastDump):
         if payment.failure_code is None:
             return None
         return {"code": payment.failure_code, "message": payment.failure_message or ""}
+
+    def _dispute(self, payment: Any) -> dict[str, Any] | None:
+        """A chargeback the acquirer's settlement file stated, open or reversed."""
+        if payment.dispute_status is None:
+            return None
+        return {"status": payment.dispute_status, "amount": payment.dispute_amount_minor}
 
 
 @answered()

@@ -19,13 +19,16 @@ from payments.models import (
 # A line of these report statuses (API.md §5) pairs with the capture or refund it names: its
 # release settles that capture or refund. Any other break's money is only a difference.
 PAIRED = ("amount_mismatch", "currency_mismatch")
-MATCHED = "matched"
+# A chargeback line, or its reversal, that opened or closed its payment's dispute.
+DISPUTED = ("chargeback", "chargeback_reversal")
+# A line of these statuses at import was booked as explained, never into suspense.
+EXPLAINED = ("matched", "matched_within_tolerance", *DISPUTED)
 
 
 def release(session: Session, line: SettlementLine, status: str) -> postings.Release | None:
     """What resolving `line` (a break of report status `status`) takes out of suspense; None
     for a line no batch put there (a matched line, or one imported before batches)."""
-    if line.batch_id is None or line.status == MATCHED:
+    if line.batch_id is None or line.status in EXPLAINED:
         return None
     batch = session.get(SettlementBatch, line.batch_id)
     assert batch is not None  # the foreign key
@@ -35,7 +38,7 @@ def release(session: Session, line: SettlementLine, status: str) -> postings.Rel
         refund = session.get(Refund, line.refund_id)
         assert refund is not None
         expected_currency, expected = refund.currency, -refund.amount_minor
-    elif status in PAIRED and line.payment_id is not None:
+    elif status in PAIRED and line.type == "payment" and line.payment_id is not None:
         payment = session.get(Payment, line.payment_id)
         assert payment is not None
         expected_currency, expected = payment.currency, payment.amount_captured_minor

@@ -106,10 +106,13 @@ PAGE: dict[str, tuple[str, str]] = {
     "type_refund": ("استرداد", "Refund"),
     # Statuses
     "status_matched": ("مطابق", "Matched"),
+    "status_matched_within_tolerance": ("مطابق ضمن حد التفاوت", "Matched within tolerance"),
     "status_amount_mismatch": ("اختلاف في المبلغ", "Amount mismatch"),
     "status_currency_mismatch": ("اختلاف في العملة", "Currency mismatch"),
     "status_duplicate": ("مكرر", "Duplicate"),
     "status_missing_in_gateway": ("غير موجود في البوابة", "Missing in the gateway"),
+    "status_chargeback": ("استرداد مُعترض عليه", "Chargeback"),
+    "status_chargeback_reversal": ("إلغاء الاسترداد المُعترض عليه", "Chargeback reversal"),
     "status_missing_in_settlement": ("غير موجود في التسوية", "Missing in settlement"),
     "status_pending_settlement": ("بانتظار التسوية", "Pending settlement"),
     # Reconciliation

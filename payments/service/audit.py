@@ -1,11 +1,13 @@
 """The gateway's audit: the ledger's own checks, plus the gateway's invariants that tie the
 book to payments, refunds, settlement batches and payouts (DESIGN.md, "The ledger"):
-an agency's payable = captures - refunds - fees it bore - payouts; an acquirer's clearing
-account = captures - refunds - the gross its batches settled (a refund's adds back); its
-settlement bank account = the batches' net - payouts; its suspense account = what its batches
-could not explain, less what resolved breaks released; its fee expense = fees the gateway
-bore. Lines imported before batches
-count as the one-line batches they were posted as."""
+an agency's payable = captures - refunds - fees it bore - payouts - chargebacks + their
+reversals; an acquirer's clearing account = captures - refunds - chargebacks + reversals - the
+gross its batches settled (a refund's or a chargeback's adds back); its settlement bank
+account = the batches' net - payouts; its suspense account = what its batches could not
+explain, less what resolved breaks released; its fee expense = fees the gateway bore; its
+settlement differences = the drift of lines matched within tolerance, and what released
+breaks made. Lines imported before batches count as the one-line batches they were posted
+as."""
 
 from __future__ import annotations
 
@@ -19,7 +21,15 @@ import ledger
 from payments import clock, postings, suspense
 from payments.gateway import Gateway
 from payments.models import Payment, Payout, Refund, SettlementBatch, SettlementLine
-from payments.postings import CLEARING, FEES, PAYABLE, SETTLEMENT, SUSPENSE, account_code
+from payments.postings import (
+    CLEARING,
+    DIFFERENCES,
+    FEES,
+    PAYABLE,
+    SETTLEMENT,
+    SUSPENSE,
+    account_code,
+)
 from payments.states import RefundStatus
 
 Key = tuple[str, str]  # (account code, currency)
@@ -56,6 +66,33 @@ def _expected_balances(session: Session) -> dict[Key, int]:
                     template, livemode=bool(livemode), agency=agency, provider=provider or ""
                 )
                 expected[(code, currency)] += sign * int(amount)
+    # A chargeback line's gross is negative, its reversal's positive: each moved the agency's
+    # payable and the acquirer's clearing by it (`postings.RULES["dispute"]`).
+    disputed = session.execute(
+        select(
+            SettlementLine.agency_id,
+            SettlementLine.livemode,
+            SettlementLine.provider,
+            SettlementLine.currency,
+            func.sum(SettlementLine.gross_minor),
+        )
+        .where(SettlementLine.status.in_(suspense.DISPUTED))
+        .group_by(
+            SettlementLine.agency_id,
+            SettlementLine.livemode,
+            SettlementLine.provider,
+            SettlementLine.currency,
+        )
+    ).all()
+    for disputed_agency, disputed_mode, provider, currency, gross in disputed:
+        for template, _kind in (PAYABLE, CLEARING):
+            code = account_code(
+                template,
+                livemode=bool(disputed_mode),
+                agency=disputed_agency or "",
+                provider=provider,
+            )
+            expected[(code, currency)] += int(gross)
     _settled(session, expected)
     return expected
 
@@ -127,17 +164,24 @@ def _batches(session: Session, expected: dict[Key, int]) -> None:
             batch.provider,
             batch.currency,
             batch.fee_bearer,
-            func.sum(batch.captured_minor - batch.refunded_minor),
+            func.sum(
+                batch.captured_minor
+                - batch.refunded_minor
+                - batch.chargebacks_minor
+                + batch.reversals_minor
+            ),
             func.sum(batch.fees_minor),
+            func.sum(batch.differences_minor),
             func.sum(batch.suspense_in_minor - batch.suspense_out_minor),
             func.sum(batch.net_minor),
         ).group_by(
             batch.agency_id, batch.livemode, batch.provider, batch.currency, batch.fee_bearer
         )
     ).all()
-    for agency, livemode, provider, currency, bearer, gross, fees, unexplained, net in rows:
+    for agency, livemode, provider, currency, bearer, gross, fees, drift, unexplained, net in rows:
         legs = [
             (CLEARING[0], -int(gross)),
+            (DIFFERENCES[0], -int(drift)),
             (SETTLEMENT[0], int(net)),
             (SUSPENSE[0], -int(unexplained)),
             (PAYABLE[0], -int(fees)) if bearer == "agency" else (FEES[0], int(fees)),

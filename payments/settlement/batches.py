@@ -20,23 +20,31 @@ from payments.errors import ValidationFailed
 from payments.ids import new_id
 from payments.models import Agency, Settlement, SettlementBatch
 from payments.settlement import matching
-from payments.settlement.statuses import ItemStatus
+from payments.settlement.statuses import DISPUTES, SETTLES, ItemStatus
 
 UNBALANCED = "settlement_file_unbalanced"
-MATCHED = ItemStatus.MATCHED.value
+_SETTLES = ", ".join(f"'{status}'" for status in SETTLES)
+_EXPLAINED = ", ".join(f"'{status}'" for status in (*SETTLES, *DISPUTES))
 
 
 # A line's share of its batch, by what it is: the figures of `postings.Batch`, summed over the
-# lines of table alias `t`.
+# lines of table alias `t`. A line within tolerance settles the gateway's amount (its gross
+# less its drift); the drift is a difference of its own.
 def _figures(t: str) -> str:
-    payment = f"{t}.status = '{MATCHED}' AND {t}.type = 'payment'"
-    refund = f"{t}.status = '{MATCHED}' AND {t}.type = 'refund'"
-    unexplained = f"{t}.status <> '{MATCHED}'"
+    payment = f"{t}.status IN ({_SETTLES}) AND {t}.type = 'payment'"
+    refund = f"{t}.status IN ({_SETTLES}) AND {t}.type = 'refund'"
+    made = f"({t}.gross_minor - COALESCE({t}.drift_minor, 0))"
+    unexplained = f"{t}.status NOT IN ({_EXPLAINED})"
     return f"""
     count(*) AS line_count,
-    sum(CASE WHEN {payment} THEN {t}.gross_minor ELSE 0 END) AS captured_minor,
-    sum(CASE WHEN {refund} THEN -{t}.gross_minor ELSE 0 END) AS refunded_minor,
+    sum(CASE WHEN {payment} THEN {made} ELSE 0 END) AS captured_minor,
+    sum(CASE WHEN {refund} THEN -{made} ELSE 0 END) AS refunded_minor,
     sum(CASE WHEN {payment} THEN {t}.fee_minor ELSE 0 END) AS fees_minor,
+    sum(CASE WHEN {t}.status = '{ItemStatus.CHARGEBACK}' THEN -{t}.gross_minor ELSE 0 END)
+        AS chargebacks_minor,
+    sum(CASE WHEN {t}.status = '{ItemStatus.CHARGEBACK_REVERSAL}' THEN {t}.gross_minor ELSE 0 END)
+        AS reversals_minor,
+    sum(COALESCE({t}.drift_minor, 0)) AS differences_minor,
     sum(CASE WHEN {unexplained} AND {t}.net_minor > 0 THEN {t}.net_minor ELSE 0 END)
         AS suspense_in_minor,
     sum(CASE WHEN {unexplained} AND {t}.net_minor < 0 THEN -{t}.net_minor ELSE 0 END)
@@ -52,6 +60,9 @@ _FIGURE_TYPES: dict[str, Any] = {
         "captured_minor",
         "refunded_minor",
         "fees_minor",
+        "chargebacks_minor",
+        "reversals_minor",
+        "differences_minor",
         "suspense_in_minor",
         "suspense_out_minor",
         "net_minor",
@@ -82,11 +93,12 @@ _STORE_LINES = text(
     "\nINSERT INTO settlement_lines"  # nosec B608: constants only
     f""" (settlement_id, provider, line_no, line_key, settlement_date,
     provider_reference, type, currency, gross_minor, fee_minor, net_minor, payment_id,
-    refund_id, agency_id, livemode, status, fee_bearer, batch_id, created_at)
+    refund_id, agency_id, livemode, status, drift_minor, drift_days, fee_bearer, batch_id,
+    created_at)
 SELECT :settlement_id, :provider, m.line_no, m.line_key, m.settlement_date,
     m.provider_reference, m.type, m.currency, m.gross_minor, m.fee_minor, m.net_minor,
-    m.payment_id, m.refund_id, m.agency_id, m.livemode, m.status,
-    CASE WHEN m.status = '{MATCHED}' AND m.type = 'payment' THEN b.fee_bearer END,
+    m.payment_id, m.refund_id, m.agency_id, m.livemode, m.status, m.drift_minor,
+    m.drift_days, CASE WHEN m.status IN ({_SETTLES}) AND m.type = 'payment' THEN b.fee_bearer END,
     b.id, :now
 FROM {matching.TABLE} m
 JOIN settlement_batches b
@@ -197,6 +209,9 @@ def _batch(provider: str, row: Mapping[str, Any]) -> postings.Batch:
         refunded=int(row["refunded_minor"]),
         fees=int(row["fees_minor"]),
         fee_bearer=row["fee_bearer"],
+        chargebacks=int(row["chargebacks_minor"]),
+        reversals=int(row["reversals_minor"]),
+        differences=int(row["differences_minor"]),
         suspense_in=int(row["suspense_in_minor"]),
         suspense_out=int(row["suspense_out_minor"]),
         net=int(row["net_minor"]),

@@ -33,6 +33,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 import ledger
+from config.tolerance import EXACT
 from payments import clock, db, outbox
 from payments.errors import NotFound, PermissionDenied, ValidationFailed
 from payments.gateway import Gateway
@@ -40,7 +41,7 @@ from payments.ids import is_id, new_id
 from payments.models import Settlement
 from payments.principal import Principal
 from payments.service.payments import Page, paginate
-from payments.settlement import batches, matching, staging
+from payments.settlement import batches, disputes, matching, staging
 from payments.settlement.formats import parser_for
 from payments.settlement.parsers import MalformedFile, SettlementParser
 from payments.settlement.statuses import LINE_STATUSES
@@ -118,8 +119,14 @@ def import_file(
             session.add(settlement)
             session.flush()
             staging.load(session, staged)
-            summary = matching.judge(session, provider)
+            summary = matching.judge(
+                session,
+                provider,
+                gw.settings.settlement_tolerances.get(provider, EXACT),
+                gw.settings.settlement_lag_days,
+            )
             batches.book(session, settlement, livemode=livemode, now=now)
+            disputes.apply(session, settlement, now)
             staging.drop(session, matching.TABLE, staging.TABLE)
             settlement.summary = {status: summary[status] for status in STATUSES}
             event = settlement_json(settlement) | {

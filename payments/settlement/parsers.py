@@ -14,7 +14,10 @@ from typing import BinaryIO, Protocol
 
 # The largest settlement file accepted: a month of a busy acquirer's lines fits well below it.
 MAX_FILE_BYTES = 256 * 1024 * 1024
-LINE_TYPES = ("payment", "refund")
+LINE_TYPES = ("payment", "refund", "chargeback", "chargeback_reversal")
+# What a line of each type does to the money: a payment and a chargeback's reversal pay in
+# (gross > 0), a refund and a chargeback take out (gross < 0). Only a payment carries a fee.
+PAYS_IN = {"payment": True, "refund": False, "chargeback": False, "chargeback_reversal": True}
 
 
 class MalformedFile(ValueError):
@@ -34,7 +37,7 @@ class ParsedLine:
     line_no: int
     settlement_date: dt.date
     provider_reference: str
-    type: str  # `payment` or `refund`
+    type: str  # one of LINE_TYPES
     currency: str
     gross_minor: int
     fee_minor: int

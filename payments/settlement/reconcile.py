@@ -5,10 +5,12 @@ The report covers every settlement line dated in the period and every capture or
 it (its day is that of its ledger transaction, as in the settlement export), each in exactly one
 item with one status of API.md §5:
 
-- a line keeps the status it was given at import (`matched`, `amount_mismatch`,
-  `currency_mismatch`, `duplicate`, `missing_in_gateway`), except that a payment or refund is
-  paired with one line only: the matched one, or else its first mismatched one; any other line
-  claiming it is a `duplicate` and carries no gateway amount;
+- a line keeps the status it was given at import (`matched`, `matched_within_tolerance`,
+  `amount_mismatch`, `currency_mismatch`, `duplicate`, `missing_in_gateway`, `chargeback`,
+  `chargeback_reversal`), except that a payment or refund is paired with one line only: the
+  settling one, or else its first mismatched one; any other line claiming it is a `duplicate`
+  and carries no gateway amount; a chargeback or its reversal carries its own gross as the
+  gateway's amount (the dispute the gateway booked from it);
 - a capture or refund that no line pairs with is `pending_settlement` while it is younger than
   the settlement lag and `missing_in_settlement` after;
 - a line dated outside the period whose payment or refund was made in it is reported too, so
@@ -51,12 +53,14 @@ from payments.models import (
 )
 from payments.postings import CLEARING, account_code
 from payments.settlement.items import TOTAL_FIELDS, Bucket, ReconItem, ReportHeader
-from payments.settlement.statuses import STATUSES, ItemStatus
+from payments.settlement.statuses import DISPUTES, SETTLES, STATUSES, ItemStatus
 from payments.states import RefundStatus
 
 ROWS_PER_FETCH = 2000
-# A line of one of these statuses pairs with the payment or refund it names.
-PAIRING = (ItemStatus.MATCHED, ItemStatus.AMOUNT_MISMATCH, ItemStatus.CURRENCY_MISMATCH)
+# A line of one of these statuses pairs with the payment or refund it names: it settles it, or
+# it claims to and differs.
+MISMATCHED = (ItemStatus.AMOUNT_MISMATCH, ItemStatus.CURRENCY_MISMATCH)
+PAIRING = (*SETTLES, *MISMATCHED)
 LEDGER_FIELDS = (
     "captured",
     "captured_posted",
@@ -145,7 +149,7 @@ def line_item_id(settlement_id: str, line_no: int) -> str:
 def line_status(session: Session, line: SettlementLine) -> str:
     """The status a settlement line has in every report: its import status, except that a
     mismatched line is a `duplicate` when another line pairs with its payment or refund."""
-    if line.status not in PAIRING[1:]:
+    if line.status not in MISMATCHED or line.type not in ("payment", "refund"):
         return line.status
     other = SettlementLine
     same_target = (
@@ -158,7 +162,7 @@ def line_status(session: Session, line: SettlementLine) -> str:
             other.provider == line.provider,
             same_target,
             other.status.in_(PAIRING),
-            or_(other.status == ItemStatus.MATCHED.value, other.id < line.id),
+            or_(other.status.in_(SETTLES), other.id < line.id),
         )
     ).first()
     return ItemStatus.DUPLICATE if earlier is not None else line.status
@@ -198,28 +202,32 @@ def _line_rows(period: Period) -> Select[Any]:
         and_(line.type == "refund", other.refund_id == line.refund_id),
     )
     pairs = or_(
-        line.status == ItemStatus.MATCHED.value,
+        line.status.in_(SETTLES),
         and_(
-            line.status.in_(PAIRING[1:]),
+            line.status.in_(MISMATCHED),
             ~exists().where(
                 other.provider == line.provider,
                 same_target,
                 other.status.in_(PAIRING),
-                or_(other.status == ItemStatus.MATCHED.value, other.id < line.id),
+                or_(other.status.in_(SETTLES), other.id < line.id),
             ),
         ),
     )
     status = case(
         (
-            line.status.in_((ItemStatus.DUPLICATE.value, ItemStatus.MISSING_IN_GATEWAY.value)),
+            line.status.in_(
+                (ItemStatus.DUPLICATE.value, ItemStatus.MISSING_IN_GATEWAY.value, *DISPUTES)
+            ),
             line.status,
         ),
+        (line.type.not_in(("payment", "refund")), line.status),
         (pairs, line.status),
         else_=literal(ItemStatus.DUPLICATE.value),
     )
     gateway_amount = case(
+        (line.status.in_(DISPUTES), line.gross_minor),
         (
-            and_(line.status.in_(PAIRING), pairs),
+            and_(line.status.in_(PAIRING), line.type.in_(("payment", "refund")), pairs),
             case(
                 (line.type == "payment", payment.amount_captured_minor),
                 else_=-refund.amount_minor,
@@ -498,13 +506,15 @@ def _ledger_side(session: Session, period: Period) -> dict[str, dict[str, int]]:
     # Settled: matched lines dated in the period, and the clearing legs of their transactions
     # (a refund line's gross is negative and its clearing leg a debit).
     line = SettlementLine
+    # A line within tolerance settled the gateway's amount (its drift is a difference); a
+    # chargeback or its reversal moved its gross through clearing.
     matched_in_period = and_(
         line.provider == period.provider,
-        line.status == ItemStatus.MATCHED.value,
+        line.status.in_((*SETTLES, *DISPUTES)),
         line.settlement_date.between(period.date_from, period.date_to),
     )
     settled = (
-        select(line.currency, func.sum(line.gross_minor))
+        select(line.currency, func.sum(line.gross_minor - func.coalesce(line.drift_minor, 0)))
         .where(matched_in_period)
         .group_by(line.currency)
     )

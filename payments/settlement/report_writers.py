@@ -56,10 +56,13 @@ CSV_COLUMNS = (
 
 STATUS_LABELS: dict[str, tuple[str, str]] = {
     ItemStatus.MATCHED: ("مطابقة", "Matched"),
+    ItemStatus.MATCHED_WITHIN_TOLERANCE: ("مطابقة ضمن حد التفاوت", "Matched within tolerance"),
     ItemStatus.AMOUNT_MISMATCH: ("اختلاف في المبلغ", "Amount mismatch"),
     ItemStatus.CURRENCY_MISMATCH: ("اختلاف في العملة", "Currency mismatch"),
     ItemStatus.DUPLICATE: ("مكررة", "Duplicate"),
     ItemStatus.MISSING_IN_GATEWAY: ("غير موجودة في البوابة", "Missing in gateway"),
+    ItemStatus.CHARGEBACK: ("استرداد مُعترض عليه", "Chargeback"),
+    ItemStatus.CHARGEBACK_REVERSAL: ("إلغاء الاسترداد المُعترض عليه", "Chargeback reversal"),
     ItemStatus.MISSING_IN_SETTLEMENT: ("غير موجودة في التسوية", "Missing in settlement"),
     ItemStatus.PENDING_SETTLEMENT: ("بانتظار التسوية", "Pending settlement"),
 }

@@ -2,11 +2,12 @@
 that reads it into normalised lines, refusing the whole file at its first bad line.
 
 The file is UTF-8 (a byte-order mark is tolerated) with the header
-`settlement_date,provider_reference,type,currency,gross,fee,net`, one line per capture or
-refund. Amounts are decimal major units written with exactly the currency's exponent
-(`12.500` for OMR). A payment line has gross > 0, 0 <= fee <= gross and net = gross - fee.
-A refund line has gross < 0, fee = 0 and net = gross: the sandbox charges nothing for a
-refund, and the ledger's `settlement_refund` rule has no fee leg to carry one. Two lines with
+`settlement_date,provider_reference,type,currency,gross,fee,net`, one line per capture,
+refund, chargeback or chargeback reversal. Amounts are decimal major units written with
+exactly the currency's exponent (`12.500` for OMR). A payment line has gross > 0,
+0 <= fee <= gross and net = gross - fee. A refund or chargeback line has gross < 0, a
+chargeback reversal gross > 0, and each of them fee = 0 and net = gross: the sandbox charges
+nothing for them, and a batch's legs carry fees of payments only. Two lines with
 the same line key (`ParsedLine.line_key`: date, reference, type, currency and gross) are one
 movement stated twice, and the file is refused. Blank lines are tolerated at the end only.
 """
@@ -23,6 +24,7 @@ from payments.money import CURRENCY_EXPONENTS, MAX_AMOUNT_MINOR, AmountError, pa
 from payments.settlement.parsers import (
     LINE_TYPES,
     MAX_FILE_BYTES,
+    PAYS_IN,
     MalformedFile,
     ParsedLine,
     text_lines,
@@ -117,12 +119,14 @@ def _line(line_no: int, row: list[str]) -> ParsedLine:
         if net != gross - fee:
             raise MalformedFile(line_no, f"net {net_text!r} is not gross - fee")
     else:
-        if gross >= 0:
-            raise MalformedFile(line_no, f"a refund's gross {gross_text!r} must be negative")
+        pays_in = PAYS_IN[kind]
+        if (gross > 0) != pays_in or gross == 0:
+            sign = "positive" if pays_in else "negative"
+            raise MalformedFile(line_no, f"a {kind}'s gross {gross_text!r} must be {sign}")
         if fee != 0:
-            raise MalformedFile(line_no, f"a refund carries no fee, not {fee_text!r}")
+            raise MalformedFile(line_no, f"a {kind} carries no fee, not {fee_text!r}")
         if net != gross:
-            raise MalformedFile(line_no, f"a refund's net {net_text!r} must equal its gross")
+            raise MalformedFile(line_no, f"a {kind}'s net {net_text!r} must equal its gross")
     return ParsedLine(line_no, date, reference, kind, currency, gross, fee, net)
 
 

@@ -748,7 +748,8 @@ def test_the_reconcile_command_writes_the_report(
     workbook = tmp_path / "november.xlsx"
     made = gateway_cli(gw.settings, *command, "--format", "xlsx", "-o", str(workbook))
     assert made.returncode == 0, made.stderr
-    assert f"wrote {workbook}: matched 1, amount_mismatch 1," in made.stdout
+    stated = f"wrote {workbook}: matched 1, matched_within_tolerance 0, amount_mismatch 1,"
+    assert stated in made.stdout
     assert "ledger agrees" in made.stdout
     assert not (tmp_path / "november.xlsx.partial").exists()
     book = openpyxl.load_workbook(workbook)

@@ -172,10 +172,13 @@ def test_suspense_fills_with_the_breaks_and_empties_as_they_are_resolved(
     result = _import(gw, content)
     assert result.settlement.summary == {
         "matched": 2,
+        "matched_within_tolerance": 0,
         "amount_mismatch": 1,
         "currency_mismatch": 1,
         "duplicate": 1,
         "missing_in_gateway": 1,
+        "chargeback": 0,
+        "chargeback_reversal": 0,
     }
     # Suspense holds the net of every line it could not explain, credited (an asset's
     # balance below zero): money in the bank that nothing explains yet.

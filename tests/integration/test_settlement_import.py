@@ -179,10 +179,13 @@ def test_each_line_lands_in_its_status(gw: Gateway, client: FlaskClient) -> None
     assert statuses[len(edited)] == "missing_in_gateway"
     assert result.settlement.summary == {
         "matched": 6,
+        "matched_within_tolerance": 0,
         "amount_mismatch": 1,
         "currency_mismatch": 1,
         "duplicate": 1,
         "missing_in_gateway": 1,
+        "chargeback": 0,
+        "chargeback_reversal": 0,
     }
     assert result.settlement.line_count == 10
     with gw.db.read() as session:

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import email.utils
+import io
 import ipaddress
 import json
 import socket
@@ -38,6 +39,8 @@ from payments.ids import new_id
 from payments.models import Payment, Refund
 from payments.schemas import AGENCY_EVENT_TYPES as EVENT_TYPES
 from payments.service.resolution import run_pass
+from payments.settlement import imports
+from payments.settlement.sandbox_file import HEADER
 from payments.webhooks.delivery import DeliveryReport, claim, deliver_due, lease_s
 from payments.webhooks.models import DeliveryJob
 from tests.conftest import PAYMENT, auth, card, make_settings
@@ -170,6 +173,19 @@ def test_every_event_type_arrives_signed_per_standard_webhooks(
     assert client.post("/v1/payments", json=PAYMENT, headers=auth(agency_key)).status_code == 201
     clock.set_clock(None)
     _orphan_refund(gw, paid["id"])
+    # The acquirer's settlement file takes 5.000 of the payment back, then pays it back.
+    today = clock.now().date().isoformat()
+    reference = paid["provider_reference"]
+    stated = "\n".join(
+        [
+            HEADER,
+            f"{today},{reference},chargeback,OMR,-5.000,0.000,-5.000",
+            f"{today},{reference},chargeback_reversal,OMR,5.000,0.000,5.000",
+        ]
+    )
+    imports.import_file(
+        gw, "sandbox", io.BytesIO(stated.encode()), filename="day.csv", imported_by="cli"
+    )
 
     report = run_pass(gw)  # expires, resolves the refund, then delivers everything
 

@@ -1,0 +1,229 @@
+"""Chargebacks, their reversals and settlement tolerance, on both databases: a chargeback line
+opens its payment's dispute (ledger, event, report) and its reversal closes it; a line within
+the acquirer's configured tolerance settles its capture and books its drift as a difference,
+and one outside stays a break."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import json
+from typing import Any
+
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from config.settings import Settings
+from config.tolerance import Tolerance
+from payments import clock
+from payments.api.app import create_app
+from payments.gateway import Gateway, build_gateway
+from payments.models import SettlementLine
+from payments.service.audit import audit
+from payments.settlement import reports
+from payments.settlement.reconcile import Period
+from tests.conftest import auth
+from tests.integration.test_settlement_batches import (
+    DAY,
+    _agencies,
+    _at,
+    _balances,
+    _export,
+    _file,
+    _import,
+    _pay,
+    _wrong,
+)
+
+
+def _report(gw: Gateway, to: dt.date) -> dict[str, Any]:
+    out = io.BytesIO()
+    span = Period(
+        provider="sandbox",
+        date_from=DAY.replace(day=1),
+        date_to=to,
+        as_of=clock.now(),
+        lag_days=gw.settings.settlement_lag_days,
+    )
+    reports.write_report(gw, span, "json", out)
+    report: dict[str, Any] = json.loads(out.getvalue())
+    return report
+
+
+def _line(day: dt.date, reference: str, kind: str, amount: str) -> list[str]:
+    return [day.isoformat(), reference, kind, "OMR", amount, "0.000", amount]
+
+
+def _statuses(gw: Gateway, settlement_id: str) -> list[str]:
+    with gw.db.read() as session:
+        return list(
+            session.scalars(
+                select(SettlementLine.status)
+                .where(SettlementLine.settlement_id == settlement_id)
+                .order_by(SettlementLine.line_no)
+            )
+        )
+
+
+def _events(client: FlaskClient, key: str, kind: str) -> list[dict[str, Any]]:
+    listed = client.get(f"/v1/events?type={kind}", headers=auth(key))
+    assert listed.status_code == 200, listed.json
+    return list(listed.json["data"])  # type: ignore[index]
+
+
+def test_a_chargeback_and_its_reversal_move_the_ledger_tell_the_agency_and_show_on_the_report(
+    gw: Gateway, client: FlaskClient
+) -> None:
+    keys = _agencies(gw)
+    key = keys["om-moh"]
+    _at(dt.datetime.combine(DAY, dt.time(10), tzinfo=dt.UTC))
+    disputed = _pay(client, key, 12_500, "OMR")
+    spare = _pay(client, key, 4_000, "OMR")
+    rows = _export(gw, DAY)
+    reference = {row[4]: row[1] for row in rows}
+    _at(dt.datetime.combine(DAY + dt.timedelta(days=1), dt.time(9), tzinfo=dt.UTC))
+    assert _import(gw, _file(rows)).settlement.summary["matched"] == 2
+    payable = _balances(gw, "agency:om-moh")
+    bank = _balances(gw, "bank:sandbox")
+
+    # The acquirer takes the payment back, states it again the next day, and claims a
+    # chargeback larger than what another payment captured.
+    later = DAY + dt.timedelta(days=10)
+    _at(dt.datetime.combine(later, dt.time(9), tzinfo=dt.UTC))
+    charged = _import(
+        gw,
+        _file(
+            [
+                _line(later, reference["12.500"], "chargeback", "-12.500"),
+                _line(later + dt.timedelta(days=1), reference["12.500"], "chargeback", "-12.500"),
+                _line(later, reference["4.000"], "chargeback", "-4.001"),
+                _line(later, reference["4.000"], "chargeback_reversal", "4.000"),
+            ]
+        ),
+    )
+    assert _statuses(gw, charged.settlement.id) == [
+        "chargeback",
+        "duplicate",
+        "amount_mismatch",
+        "missing_in_gateway",
+    ]
+    shown = client.get(f"/v1/payments/{disputed}", headers=auth(key)).json
+    assert shown is not None
+    assert shown["status"] == "succeeded"
+    assert shown["dispute"] == {"status": "open", "amount": 12_500}
+    assert client.get(f"/v1/payments/{spare}", headers=auth(key)).json["dispute"] is None  # type: ignore[index]
+    told = _events(client, key, "payment.disputed")
+    assert [event["data"]["id"] for event in told] == [disputed]
+    assert told[0]["data"]["dispute"] == {"status": "open", "amount": 12_500}
+    # The agency bears the chargeback: its payable falls by it; clearing still drains.
+    after = _balances(gw, "agency:om-moh")
+    assert {code: after.get(code, 0) - payable[code] for code in payable} == {
+        ("test:agency:om-moh:payable", "OMR"): -12_500
+    }
+    assert not _balances(gw, "acquirer:sandbox"), _balances(gw, "acquirer:sandbox")
+    assert audit(gw).ok, audit(gw).problems
+
+    # The acquirer pays the chargeback back.
+    reversed_on = later + dt.timedelta(days=5)
+    _at(dt.datetime.combine(reversed_on, dt.time(9), tzinfo=dt.UTC))
+    paid_back = _import(
+        gw, _file([_line(reversed_on, reference["12.500"], "chargeback_reversal", "12.500")])
+    )
+    assert _statuses(gw, paid_back.settlement.id) == ["chargeback_reversal"]
+    shown = client.get(f"/v1/payments/{disputed}", headers=auth(key)).json
+    assert shown is not None and shown["dispute"] == {"status": "reversed", "amount": 12_500}
+    assert [e["data"]["id"] for e in _events(client, key, "payment.dispute_reversed")] == [disputed]
+    assert _balances(gw, "agency:om-moh") == payable
+    # The bank gave up 12.500 for the chargeback and got it back. What the acquirer took or
+    # paid beyond that waits in suspense: the chargeback stated twice, the 4.001 claimed for
+    # a capture of 4.000, and the reversal of a payment never disputed.
+    bank_now = _balances(gw, "bank:sandbox")
+    assert bank_now[("test:bank:sandbox:settlement", "OMR")] == (
+        bank[("test:bank:sandbox:settlement", "OMR")] - 12_500 - 4_001 + 4_000
+    )
+    assert _balances(gw, "suspense:sandbox") == {
+        ("test:suspense:sandbox:settlement", "OMR"): 12_500 + 4_001 - 4_000
+    }
+    assert not _balances(gw, "acquirer:sandbox")
+    assert audit(gw).ok, audit(gw).problems
+
+    report = _report(gw, reversed_on)
+    summary = report["summary"]
+    assert (summary["chargeback"], summary["chargeback_reversal"]) == (1, 1)
+    assert (summary["matched"], summary["duplicate"], summary["amount_mismatch"]) == (2, 1, 1)
+    assert summary["missing_in_gateway"] == 1
+    by_status = {item["status"]: item for item in report["items"]}
+    assert by_status["chargeback"]["payment_id"] == disputed
+    assert by_status["chargeback"]["gateway_amount"] == -12_500
+    assert by_status["chargeback_reversal"]["settled_amount"] == 12_500
+
+
+def test_lines_within_the_acquirers_tolerance_settle_and_lines_beyond_it_stay_breaks(
+    settings: Settings,
+) -> None:
+    tolerant = dataclasses.replace(
+        settings, settlement_tolerances={"sandbox": Tolerance(amount=5, days=1)}
+    )
+    gw = build_gateway(tolerant)
+    try:
+        client = create_app(gw=gw).test_client()
+        keys = _agencies(gw)
+        _at(dt.datetime.combine(DAY, dt.time(10), tzinfo=dt.UTC))
+        for amount in (12_500, 3_000, 4_000, 5_000, 6_000):
+            _pay(client, keys["om-moh"], amount, "OMR")
+        by_amount = {row[4]: row for row in _export(gw, DAY)}
+        late = by_amount["5.000"][:]
+        late[0] = (DAY + dt.timedelta(days=3)).isoformat()  # due by day + 2: a day late
+        too_late = by_amount["6.000"][:]
+        too_late[0] = (DAY + dt.timedelta(days=4)).isoformat()  # two days late
+        rows = [
+            by_amount["12.500"],
+            _wrong(by_amount["3.000"], 3),  # 3.003 for 3.000: within 5 minor units
+            _wrong(by_amount["4.000"], 10),  # 4.010 for 4.000: beyond them
+            late,
+            too_late,
+        ]
+        _at(dt.datetime.combine(DAY + dt.timedelta(days=5), dt.time(9), tzinfo=dt.UTC))
+        imported = _import(gw, _file(rows))
+        assert _statuses(gw, imported.settlement.id) == [
+            "matched",
+            "matched_within_tolerance",
+            "amount_mismatch",
+            "matched_within_tolerance",
+            "missing_in_gateway",
+        ]
+        with gw.db.read() as session:
+            drift = session.execute(
+                select(SettlementLine.drift_minor, SettlementLine.drift_days)
+                .where(SettlementLine.settlement_id == imported.settlement.id)
+                .order_by(SettlementLine.line_no)
+            ).all()
+        assert [tuple(row) for row in drift] == [
+            (None, None),
+            (3, 0),
+            (None, None),
+            (0, 1),
+            (None, None),
+        ]
+        # The 3 paid beyond the capture is a settlement difference (an expense's credit);
+        # clearing keeps what is not settled: the mismatched 4.000 and the 6.000 too far off.
+        assert _balances(gw, "expense:sandbox:settlement_differences") == {
+            ("test:expense:sandbox:settlement_differences", "OMR"): -3
+        }
+        assert _balances(gw, "acquirer:sandbox") == {
+            ("test:acquirer:sandbox:clearing", "OMR"): 4_000 + 6_000
+        }
+        assert audit(gw).ok, audit(gw).problems
+        report = _report(gw, DAY + dt.timedelta(days=5))
+        summary = report["summary"]
+        assert summary["matched_within_tolerance"] == 2
+        assert summary["missing_in_settlement"] == 1  # the 6.000 capture no line settles
+        tolerated = [i for i in report["items"] if i["status"] == "matched_within_tolerance"]
+        assert [(i["gateway_amount"], i["settled_amount"]) for i in tolerated] == [
+            (3_000, 3_003),
+            (5_000, 5_000),
+        ]
+    finally:
+        gw.db.dispose()
+        clock.set_clock(None)
