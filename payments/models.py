@@ -342,6 +342,8 @@ class SettlementLine(Base):
     # date lies outside the days it was due (negative: early).
     drift_minor: Mapped[int | None] = mapped_column(BigInteger)
     drift_days: Mapped[int | None] = mapped_column(Integer)
+    # How many lines of its file settle its capture or refund together (None: it alone does).
+    parts: Mapped[int | None] = mapped_column(Integer)
     # Who bore the fee of a matched payment line when it was posted (the agency's setting
     # may change later; the audit follows what was posted).
     fee_bearer: Mapped[str | None] = mapped_column(String(8))

@@ -50,6 +50,13 @@ class ResolutionOutSchema(Schema):
     by = fields.String()
 
 
+class DriftSchema(Schema):
+    """How far a line within the acquirer's tolerance lies from its capture or refund."""
+
+    amount = fields.Integer()
+    days = fields.Integer()
+
+
 class ReportItemSchema(Schema):
     id = fields.String()
     status = fields.String(validate=validate.OneOf(STATUSES))
@@ -65,6 +72,8 @@ class ReportItemSchema(Schema):
     gateway_date = fields.Date(allow_none=True)
     settlement_date = fields.Date(allow_none=True)
     resolution = fields.Nested(ResolutionOutSchema, allow_none=True)
+    drift = fields.Nested(DriftSchema, allow_none=True)
+    settled_with = fields.List(fields.String())
 
 
 @answered()

@@ -37,6 +37,13 @@ def create_refund(
                 f"only a succeeded payment can be refunded; this one is {payment.status}",
                 code="payment_invalid_state",
             )
+        if payment.dispute_status == "open":
+            # The acquirer took the money back already: a refund would return it twice.
+            raise Conflict(
+                f"the payment is disputed: a chargeback of {payment.dispute_amount_minor} is "
+                "open, so it cannot be refunded until the chargeback is reversed",
+                code="payment_disputed",
+            )
         committed = session.execute(
             select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
                 Refund.payment_id == payment.id,

@@ -93,12 +93,13 @@ _STORE_LINES = text(
     "\nINSERT INTO settlement_lines"  # nosec B608: constants only
     f""" (settlement_id, provider, line_no, line_key, settlement_date,
     provider_reference, type, currency, gross_minor, fee_minor, net_minor, payment_id,
-    refund_id, agency_id, livemode, status, drift_minor, drift_days, fee_bearer, batch_id,
-    created_at)
+    refund_id, agency_id, livemode, status, drift_minor, drift_days, parts, fee_bearer,
+    batch_id, created_at)
 SELECT :settlement_id, :provider, m.line_no, m.line_key, m.settlement_date,
     m.provider_reference, m.type, m.currency, m.gross_minor, m.fee_minor, m.net_minor,
     m.payment_id, m.refund_id, m.agency_id, m.livemode, m.status, m.drift_minor,
-    m.drift_days, CASE WHEN m.status IN ({_SETTLES}) AND m.type = 'payment' THEN b.fee_bearer END,
+    m.drift_days, m.parts,
+    CASE WHEN m.status IN ({_SETTLES}) AND m.type = 'payment' THEN b.fee_bearer END,
     b.id, :now
 FROM {matching.TABLE} m
 JOIN settlement_batches b

@@ -41,6 +41,12 @@ class ReconItem:
     settlement_date: date | None
     resolution_note: str | None  # set when a finance officer marked the break resolved
     resolved_by: str | None
+    # A line within the acquirer's tolerance: its gross less the gateway's amount, and the days
+    # its date lies outside the days it was due (negative: early).
+    drift_amount: int | None = None
+    drift_days: int | None = None
+    # The items of every line that settles this capture or refund together with this one.
+    settled_with: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -61,6 +67,9 @@ class ReconItem:
             self.gateway_amount is None or self.gateway_amount != self.settled_amount
         ):
             raise ValueError("a matched item has equal gateway and settled amounts")
+        drifted = self.drift_amount is not None or self.drift_days is not None
+        if drifted != (self.status == ItemStatus.MATCHED_WITHIN_TOLERANCE):
+            raise ValueError("only an item matched within tolerance has a drift")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ Each line of the file is judged by the rules of API.md §5, in this order:
 4. the currency differs: `currency_mismatch`;
 5. a payment or refund line equal to the capture (or to minus the refund), on time: `matched`;
    off by no more than the tolerance's amount and window: `matched_within_tolerance`, its
-   drift kept; further off: `amount_mismatch`;
+   drift kept; several lines of the file that together equal it, when no one line does, are
+   each `matched` and keep how many they are (`parts`); further off: `amount_mismatch`;
 6. a chargeback (gross < 0) opens a dispute on its payment: `chargeback` when the payment has
    no open dispute and the amount is at most what is left of the capture after refunds, else
    `duplicate` (a dispute is open) or `amount_mismatch`;
@@ -169,6 +170,10 @@ judged AS (
         ) ELSE FALSE END AS settled_before,
         min(CASE WHEN w.type IN ('payment', 'refund') AND w.fits THEN w.line_no END)
             OVER (PARTITION BY w.type, w.target_id) AS first_match,
+        sum(CASE WHEN w.type IN ('payment', 'refund') AND w.currency = w.target_currency
+            THEN w.gross_minor END) OVER (PARTITION BY w.type, w.target_id) AS parts_total,
+        count(CASE WHEN w.type IN ('payment', 'refund') AND w.currency = w.target_currency
+            THEN 1 END) OVER (PARTITION BY w.type, w.target_id) AS parts,
         COALESCE(w.dispute_status, '') = 'open' AS open_before,
         min(CASE WHEN w.charge_fits THEN w.line_no END)
             OVER (PARTITION BY w.target_id) AS first_charge,
@@ -196,7 +201,8 @@ SELECT line_no, line_key, settlement_date, provider_reference, type, currency, g
     CASE WHEN status = '{ItemStatus.MATCHED_WITHIN_TOLERANCE}'
         THEN gross_minor - expected END AS drift_minor,
     CASE WHEN status = '{ItemStatus.MATCHED_WITHIN_TOLERANCE}'
-        THEN drift_days END AS drift_days
+        THEN drift_days END AS drift_days,
+    CASE WHEN status = '{ItemStatus.MATCHED}' AND first_match IS NULL THEN parts END AS parts
 FROM (
     SELECT v.*, CASE
         WHEN v.target_id IS NULL THEN '{ItemStatus.MISSING_IN_GATEWAY}'
@@ -220,6 +226,8 @@ FROM (
         )
         WHEN v.settled_before OR v.first_match < v.line_no THEN '{ItemStatus.DUPLICATE}'
         WHEN v.gross_minor = v.expected AND v.drift_days = 0 THEN '{ItemStatus.MATCHED}'
+        WHEN v.first_match IS NULL AND v.parts > 1 AND v.parts_total = v.expected
+            THEN '{ItemStatus.MATCHED}'
         WHEN v.fits THEN '{ItemStatus.MATCHED_WITHIN_TOLERANCE}'
         ELSE '{ItemStatus.AMOUNT_MISMATCH}'
     END AS status

@@ -225,7 +225,9 @@ def _line_rows(period: Period) -> Select[Any]:
         else_=literal(ItemStatus.DUPLICATE.value),
     )
     gateway_amount = case(
-        (line.status.in_(DISPUTES), line.gross_minor),
+        # A chargeback's is the dispute the gateway booked from it; a line that settles a
+        # capture or refund with others of its file settles its own share of it.
+        (or_(line.status.in_(DISPUTES), line.parts.is_not(None)), line.gross_minor),
         (
             and_(line.status.in_(PAIRING), line.type.in_(("payment", "refund")), pairs),
             case(
@@ -243,6 +245,29 @@ def _line_rows(period: Period) -> Select[Any]:
         else_=line.currency,
     )
     gateway_at = func.coalesce(refund_tx.effective_at, capture_tx.effective_at)
+    sibling = aliased(SettlementLine)
+    settled_with = case(
+        (
+            line.parts.is_not(None),
+            select(
+                func.aggregate_strings(
+                    sibling.settlement_id.concat(":").concat(sibling.line_no.cast(String)), " "
+                )
+            )
+            .where(
+                sibling.settlement_id == line.settlement_id,
+                sibling.type == line.type,
+                sibling.parts.is_not(None),
+                sibling.id != line.id,
+                or_(
+                    and_(line.type == "payment", sibling.payment_id == line.payment_id),
+                    and_(line.type == "refund", sibling.refund_id == line.refund_id),
+                ),
+            )
+            .scalar_subquery(),
+        ),
+        else_=null(),
+    )
     in_period = or_(
         line.settlement_date.between(period.date_from, period.date_to),
         and_(
@@ -271,6 +296,9 @@ def _line_rows(period: Period) -> Select[Any]:
             line.settlement_date,
             resolution.note,
             resolution.resolved_by,
+            line.drift_minor,
+            line.drift_days,
+            settled_with.label("settled_with"),
         )
         .select_from(line)
         .outerjoin(payment, and_(line.type == "payment", payment.id == line.payment_id))
@@ -583,6 +611,9 @@ def items(
             settlement_date=row.settlement_date,
             resolution_note=row.note,
             resolved_by=row.resolved_by,
+            drift_amount=row.drift_minor,
+            drift_days=row.drift_days,
+            settled_with=tuple(sorted((row.settled_with or "").split(), key=_line_order)),
         )
         if progress is not None:
             progress(item)
@@ -609,6 +640,11 @@ def items(
         if progress is not None:
             progress(item)
         yield item
+
+
+def _line_order(item_id: str) -> tuple[str, int]:
+    settlement, _, line_no = item_id.rpartition(":")
+    return settlement, int(line_no)
 
 
 def _day(moment: dt.datetime | None) -> dt.date | None:

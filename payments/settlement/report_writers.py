@@ -52,6 +52,9 @@ CSV_COLUMNS = (
     "settlement_date",
     "resolution_note",
     "resolved_by",
+    "drift_amount",
+    "drift_days",
+    "settled_with",
 )
 
 STATUS_LABELS: dict[str, tuple[str, str]] = {
@@ -147,6 +150,12 @@ def item_json(item: ReconItem) -> dict[str, object]:
         "gateway_amount": item.gateway_amount,
         "settled_amount": item.settled_amount,
         "fee": item.fee,
+        "drift": (
+            {"amount": item.drift_amount or 0, "days": item.drift_days or 0}
+            if item.status == ItemStatus.MATCHED_WITHIN_TOLERANCE
+            else None
+        ),
+        "settled_with": list(item.settled_with),
         "agency": item.agency,
         "gateway_date": _iso(item.gateway_date),
         "settlement_date": _iso(item.settlement_date),
@@ -244,6 +253,9 @@ def write_csv(
                 _iso(item.settlement_date) or "",
                 _text_cell(item.resolution_note),
                 _text_cell(item.resolved_by),
+                _major_text(item.drift_amount, item.currency),
+                "" if item.drift_days is None else str(item.drift_days),
+                _text_cell(" ".join(item.settled_with)),
             )
         )
     sink.flush()
@@ -269,6 +281,9 @@ ITEM_COLUMNS: tuple[tuple[str, float], ...] = (
     ("تاريخ التسوية (هجري) / Settlement date (Hijri)", 16),
     ("ملاحظة المعالجة / Resolution note", 40),
     ("عولجت بواسطة / Resolved by", 20),
+    ("فرق المبلغ / Drift amount", 12),
+    ("فرق الأيام / Drift days", 10),
+    ("يسوّي مع / Settled with", 30),
 )
 
 

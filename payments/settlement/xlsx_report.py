@@ -207,6 +207,9 @@ def _write_workbook(  # noqa: PLR0917 - one private call site
                 hijri_text(item.settlement_date) if item.settlement_date else None,
                 _Wrapped(item.resolution_note) if item.resolution_note is not None else None,
                 item.resolved_by,
+                _amount(item.drift_amount, item.currency),
+                item.drift_days,
+                " ".join(item.settled_with) or None,
             ]
         )
 

@@ -66,6 +66,8 @@ ITEM_KEYS = {
     "gateway_date",
     "settlement_date",
     "resolution",
+    "drift",
+    "settled_with",
 }
 RESOLUTIONS = "/v1/reports/reconciliation/resolutions"
 
@@ -194,7 +196,7 @@ def _csv(client: FlaskClient, key: str) -> list[dict[str, str]]:
     assert ",".join(header) == (
         "id,status,payment_id,refund_id,provider_reference,currency,settled_currency,"
         "gateway_amount,settled_amount,fee,agency,gateway_date,settlement_date,"
-        "resolution_note,resolved_by"
+        "resolution_note,resolved_by,drift_amount,drift_days,settled_with"
     )
     return [dict(zip(header, row, strict=True)) for row in reader]
 
@@ -334,7 +336,7 @@ def test_each_item_has_its_status_in_xlsx(
     assert titles[2] == "رمز الحالة / Status"
     assert titles[8] == "مبلغ البوابة / Gateway amount"
     assert ws.freeze_panes == "A2"
-    assert ws.auto_filter.ref == f"A1:R{1 + len(script.expected)}"
+    assert ws.auto_filter.ref == f"A1:U{1 + len(script.expected)}"
     rows = _item_rows(ws)
     assert {item: row[2].value for item, row in rows.items()} == script.expected
     matched = rows[script.matched_line]

@@ -1,7 +1,8 @@
-"""Chargebacks, their reversals and settlement tolerance, on both databases: a chargeback line
-opens its payment's dispute (ledger, event, report) and its reversal closes it; a line within
-the acquirer's configured tolerance settles its capture and books its drift as a difference,
-and one outside stays a break."""
+"""The settlement rules beyond one line per capture, on both databases: a chargeback line opens
+its payment's dispute (ledger, event, report) and its reversal closes it; a line within the
+acquirer's configured tolerance settles its capture and books its drift as a difference, and
+one outside stays a break; a capture paid in several lines of one file is settled by them
+together, each item naming the others."""
 
 from __future__ import annotations
 
@@ -123,6 +124,12 @@ def test_a_chargeback_and_its_reversal_move_the_ledger_tell_the_agency_and_show_
     }
     assert not _balances(gw, "acquirer:sandbox"), _balances(gw, "acquirer:sandbox")
     assert audit(gw).ok, audit(gw).problems
+    # Refunding the disputed payment would return the money a second time.
+    refused = client.post(
+        f"/v1/payments/{disputed}/refunds", json={"amount": 100}, headers=auth(key)
+    )
+    assert refused.status_code == 409
+    assert refused.json is not None and refused.json["error"]["code"] == "payment_disputed"
 
     # The acquirer pays the chargeback back.
     reversed_on = later + dt.timedelta(days=5)
@@ -227,3 +234,53 @@ def test_lines_within_the_acquirers_tolerance_settle_and_lines_beyond_it_stay_br
     finally:
         gw.db.dispose()
         clock.set_clock(None)
+
+
+def test_one_capture_settled_across_several_lines_is_matched_and_each_item_names_the_others(
+    gw: Gateway, client: FlaskClient
+) -> None:
+    keys = _agencies(gw)
+    _at(dt.datetime.combine(DAY, dt.time(10), tzinfo=dt.UTC))
+    _pay(client, keys["om-moh"], 12_500, "OMR")
+    _pay(client, keys["om-moh"], 4_000, "OMR")
+    by_amount = {row[4]: row for row in _export(gw, DAY)}
+    whole, other = by_amount["12.500"], by_amount["4.000"]
+    # The acquirer pays the 12.500 capture in two parts; the 4.000 in two that do not add up.
+    parts = [
+        [*whole[:4], "7.500", "0.213", "7.287"],
+        [*whole[:4], "5.000", "0.175", "4.825"],
+        [*other[:4], "3.000", "0.000", "3.000"],
+        [*other[:4], "0.500", "0.000", "0.500"],
+    ]
+    _at(dt.datetime.combine(DAY + dt.timedelta(days=1), dt.time(9), tzinfo=dt.UTC))
+    imported = _import(gw, _file(parts))
+    assert _statuses(gw, imported.settlement.id) == [
+        "matched",
+        "matched",
+        "amount_mismatch",
+        "amount_mismatch",
+    ]
+    with gw.db.read() as session:
+        counted = list(
+            session.scalars(
+                select(SettlementLine.parts)
+                .where(SettlementLine.settlement_id == imported.settlement.id)
+                .order_by(SettlementLine.line_no)
+            )
+        )
+    assert counted == [2, 2, None, None]
+    # The whole capture left clearing; the 4.000 stays, its parts in suspense.
+    assert _balances(gw, "acquirer:sandbox") == {("test:acquirer:sandbox:clearing", "OMR"): 4_000}
+    assert audit(gw).ok, audit(gw).problems
+    report = _report(gw, DAY + dt.timedelta(days=1))
+    items = {item["id"]: item for item in report["items"]}
+    first, second = (f"{imported.settlement.id}:{n}" for n in (2, 3))
+    assert items[first]["settled_with"] == [second]
+    assert items[second]["settled_with"] == [first]
+    assert (items[first]["gateway_amount"], items[second]["gateway_amount"]) == (7_500, 5_000)
+    assert report["totals"]["OMR"]["gateway_amount"] == 12_500 + 4_000
+    # The report pairs the 4.000 with its first mismatched part only; the other claims it too.
+    assert [items[f"{imported.settlement.id}:{n}"]["status"] for n in (4, 5)] == [
+        "amount_mismatch",
+        "duplicate",
+    ]

@@ -221,6 +221,8 @@ def test_json_has_the_apis_shape_with_minor_units() -> None:
         "gateway_date": "2026-12-01",
         "settlement_date": "2026-12-02",
         "resolution": None,
+        "drift": None,
+        "settled_with": [],
     }
     assert mismatch["resolution"] == {
         "note": "Acquirer short-paid; credited on 3 Dec",
@@ -325,7 +327,7 @@ def test_xlsx_has_a_summary_and_bilingual_items() -> None:
         assert any("\u0600" <= char <= "\u06ff" for char in arabic)
         assert english.isascii()
     assert items.freeze_panes == "A2"
-    assert items.auto_filter.ref == f"A1:R{1 + len(sample_items())}"
+    assert items.auto_filter.ref == f"A1:U{1 + len(sample_items())}"
     assert items.sheet_view.rightToLeft
 
     omr, sar, _, missing, refund, _ = items.iter_rows(min_row=2)

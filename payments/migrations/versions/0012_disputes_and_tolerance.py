@@ -7,7 +7,8 @@ Create Date: 2026-12-08 00:00:00.000000
 A settlement file may carry `chargeback` and `chargeback_reversal` lines; a payment keeps the
 dispute they open or reverse. A line may match its capture or refund within the acquirer's
 configured tolerance: it keeps its drift (amount, days), and its batch books the drift as a
-settlement difference. A batch's chargebacks and reversals are legs of their own.
+settlement difference. Several lines of one file may settle one capture or refund together:
+each keeps how many they are. A batch's chargebacks and reversals are legs of their own.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("drift_minor", sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column("drift_days", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("parts", sa.Integer(), nullable=True))
         batch_op.create_check_constraint("ck_settlement_lines_type", NEW_TYPES)
         batch_op.create_check_constraint("ck_settlement_lines_status", NEW_STATUSES)
     with op.batch_alter_table("settlement_batches", schema=None) as batch_op:
@@ -92,6 +94,7 @@ def downgrade() -> None:
     with op.batch_alter_table("settlement_lines", schema=None) as batch_op:
         batch_op.drop_constraint("ck_settlement_lines_type", type_="check")
         batch_op.drop_constraint("ck_settlement_lines_status", type_="check")
+        batch_op.drop_column("parts")
         batch_op.drop_column("drift_days")
         batch_op.drop_column("drift_minor")
         batch_op.alter_column(
