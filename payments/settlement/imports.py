@@ -128,7 +128,7 @@ def import_file(
             batches.book(session, settlement, livemode=livemode, now=now)
             disputes.apply(session, settlement, now)
             staging.drop(session, matching.TABLE, staging.TABLE)
-            settlement.summary = {status: summary[status] for status in STATUSES}
+            settlement.summary = {status.value: summary[status] for status in STATUSES}
             event = settlement_json(settlement) | {
                 "livemode": livemode,
                 "created_at": clock.rfc3339(now),

@@ -102,6 +102,10 @@ def _balances(gw: Gateway, prefix: str) -> dict[tuple[str, str], int]:
     }
 
 
+def _zero(currency: str) -> str:
+    return format_major(0, currency)
+
+
 def _wrong(row: list[str], delta: int) -> list[str]:
     """The line with `delta` more gross (and net), in its currency's decimals."""
     currency = row[3]
@@ -237,6 +241,7 @@ CAPTURE = st.tuples(
     st.integers(0, 4),  # day of the month it is captured on
     st.sampled_from(["settled", "over", "missing"]),  # what the acquirer's file does with it
     st.one_of(st.none(), st.integers(1, 100)),  # a refund of this % of it
+    st.sampled_from([None, "open", "reversed"]),  # a chargeback later, and whether reversed
 )
 
 
@@ -250,15 +255,28 @@ def test_any_month_books_batches_equal_to_their_lines_and_drains_clearing(
     keys = _agencies(gw)
     days = [DAY + dt.timedelta(days=n) for n in range(5)]
     late: list[list[str]] = []
+    disputes: list[list[str]] = []
+    after = days[-1] + dt.timedelta(days=3)
     try:
-        for n, (agency, amount, day, _fate, refund) in enumerate(month):
+        for n, (agency, amount, day, _fate, refund, dispute) in enumerate(month):
             name, currency, *_ = AGENCIES[agency]
             _at(dt.datetime.combine(days[day], dt.time(8, n), tzinfo=dt.UTC))
             payment = _pay(client, keys[name], amount, currency)
+            refunded = 0
             if refund is not None:
-                _refund(client, keys[name], payment, max(1, amount * refund // 100))
+                refunded = max(1, amount * refund // 100)
+                _refund(client, keys[name], payment, refunded)
+            if dispute is not None and amount > refunded:
+                shown = client.get(f"/v1/payments/{payment}", headers=auth(keys[name])).json
+                assert shown is not None
+                taken = format_major(amount - refunded, currency)
+                line = [after.isoformat(), shown["provider_reference"], "chargeback", currency]
+                disputes.append([*line, f"-{taken}", _zero(currency), f"-{taken}"])
+                if dispute == "reversed":
+                    line[2] = "chargeback_reversal"
+                    disputes.append([*line, taken, _zero(currency), taken])
         fates: dict[tuple[dt.date, str, int], list[str]] = {}
-        for agency, amount, day, fate, _refund_share in month:
+        for agency, amount, day, fate, _refund_share, _dispute in month:
             fates.setdefault((days[day], AGENCIES[agency][1], amount), []).append(fate)
         settlements = []
         for n, day in enumerate(days):
@@ -292,6 +310,16 @@ def test_any_month_books_batches_equal_to_their_lines_and_drains_clearing(
         assert _balances(gw, "suspense:") == {}
         report = audit(gw)
         assert report.ok, report.problems
+        # Later the acquirer takes disputed payments back, and pays some of them back.
+        if disputes:
+            _at(dt.datetime.combine(after, dt.time(6), tzinfo=dt.UTC))
+            summary = _import(gw, _file(disputes)).settlement.summary
+            assert summary["chargeback"] + summary["chargeback_reversal"] == len(disputes)
+            _batches_equal_their_lines(gw)
+            assert _balances(gw, "acquirer:") == {}
+            assert _balances(gw, "suspense:") == {}
+            report = audit(gw)
+            assert report.ok, report.problems
     finally:
         clock.set_clock(None)
         gw.db.dispose()
@@ -313,10 +341,11 @@ def _fresh_gateway(database_url: str, tmp_path: Path, request: pytest.FixtureReq
 
 def _batches_equal_their_lines(gw: Gateway) -> None:
     """Each batch's ledger transaction moves the bank by the sum of its lines' net, clearing by
-    the gross of its matched lines, and suspense by the net of the others."""
+    the gross of its matched lines, chargebacks and reversals, and suspense by the net of the
+    others."""
     with gw.db.read() as session:
         line = SettlementLine
-        matched = line.status == "matched"
+        matched = line.status.in_(("matched", "chargeback", "chargeback_reversal"))
         lines = {
             batch: (int(net), int(gross), int(other))
             for batch, net, gross, other in session.execute(

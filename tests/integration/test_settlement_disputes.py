@@ -56,15 +56,19 @@ def _line(day: dt.date, reference: str, kind: str, amount: str) -> list[str]:
     return [day.isoformat(), reference, kind, "OMR", amount, "0.000", amount]
 
 
-def _statuses(gw: Gateway, settlement_id: str) -> list[str]:
+def _lines(gw: Gateway, settlement_id: str, *columns: Any) -> list[tuple[Any, ...]]:
+    """The columns of the file's stored lines, in file order."""
     with gw.db.read() as session:
-        return list(
-            session.scalars(
-                select(SettlementLine.status)
-                .where(SettlementLine.settlement_id == settlement_id)
-                .order_by(SettlementLine.line_no)
-            )
+        rows = session.execute(
+            select(*columns)
+            .where(SettlementLine.settlement_id == settlement_id)
+            .order_by(SettlementLine.line_no)
         )
+        return [tuple(row) for row in rows]
+
+
+def _statuses(gw: Gateway, settlement_id: str) -> list[str]:
+    return [status for (status,) in _lines(gw, settlement_id, SettlementLine.status)]
 
 
 def _events(client: FlaskClient, key: str, kind: str) -> list[dict[str, Any]]:
@@ -200,13 +204,10 @@ def test_lines_within_the_acquirers_tolerance_settle_and_lines_beyond_it_stay_br
             "matched_within_tolerance",
             "missing_in_gateway",
         ]
-        with gw.db.read() as session:
-            drift = session.execute(
-                select(SettlementLine.drift_minor, SettlementLine.drift_days)
-                .where(SettlementLine.settlement_id == imported.settlement.id)
-                .order_by(SettlementLine.line_no)
-            ).all()
-        assert [tuple(row) for row in drift] == [
+        drift = _lines(
+            gw, imported.settlement.id, SettlementLine.drift_minor, SettlementLine.drift_days
+        )
+        assert drift == [
             (None, None),
             (3, 0),
             (None, None),
@@ -260,15 +261,8 @@ def test_one_capture_settled_across_several_lines_is_matched_and_each_item_names
         "amount_mismatch",
         "amount_mismatch",
     ]
-    with gw.db.read() as session:
-        counted = list(
-            session.scalars(
-                select(SettlementLine.parts)
-                .where(SettlementLine.settlement_id == imported.settlement.id)
-                .order_by(SettlementLine.line_no)
-            )
-        )
-    assert counted == [2, 2, None, None]
+    counted = _lines(gw, imported.settlement.id, SettlementLine.parts)
+    assert counted == [(2,), (2,), (None,), (None,)]
     # The whole capture left clearing; the 4.000 stays, its parts in suspense.
     assert _balances(gw, "acquirer:sandbox") == {("test:acquirer:sandbox:clearing", "OMR"): 4_000}
     assert audit(gw).ok, audit(gw).problems
