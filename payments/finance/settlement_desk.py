@@ -170,6 +170,8 @@ class SettlementDesk(Protocol):
 
     @property
     def line_statuses(self) -> Sequence[str]: ...  # a line's statuses at import
+    @property
+    def not_breaks(self) -> Sequence[str]: ...  # the statuses no finance officer need look at
 
     @property
     def report_formats(self) -> Mapping[str, str]: ...  # csv, xlsx, ... -> media type

@@ -104,6 +104,8 @@ PAGE: dict[str, tuple[str, str]] = {
     ),
     "type_payment": ("دفعة", "Payment"),
     "type_refund": ("استرداد", "Refund"),
+    "type_chargeback": ("استرداد مُعترض عليه", "Chargeback"),
+    "type_chargeback_reversal": ("إلغاء الاسترداد المُعترض عليه", "Chargeback reversal"),
     # Statuses
     "status_matched": ("مطابق", "Matched"),
     "status_matched_within_tolerance": ("مطابق ضمن حد التفاوت", "Matched within tolerance"),
@@ -259,6 +261,7 @@ def _imports_page(
         imports=found,
         next_after=found[-1].id if has_more and found else None,
         providers=desk().importable_providers(),
+        not_breaks=desk().not_breaks,
         chosen=chosen,
         error=error,
     )

@@ -124,6 +124,7 @@ class GatewaySettlementDesk:
 
     statuses: tuple[str, ...] = tuple(STATUSES)
     line_statuses: tuple[str, ...] = tuple(LINE_STATUSES)
+    not_breaks: tuple[str, ...] = tuple(status for status in STATUSES if status in NOT_BREAKS)
     report_formats: Mapping[str, str] = {
         fmt: media.split(";")[0] for fmt, (media, _writer) in reports.FORMATS.items()
     }

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from payments.gateway import Gateway
 from payments.models import ReconciliationResolution, SettlementLine
 from payments.settlement.reconcile import line_item_id
-from payments.settlement.statuses import ItemStatus
+from payments.settlement.statuses import NOT_BREAKS
 
 # The most lines one read returns: a file may hold millions.
 MAX_LINES = 500
@@ -40,7 +40,7 @@ class LineRecord:
 
     @property
     def is_break(self) -> bool:
-        return self.status != ItemStatus.MATCHED
+        return self.status not in NOT_BREAKS
 
 
 def read_lines(
@@ -64,7 +64,7 @@ def read_lines(
         .limit(limit + 1)
     )
     if breaks_only:
-        query = query.where(line.status != ItemStatus.MATCHED.value)
+        query = query.where(line.status.not_in([status.value for status in NOT_BREAKS]))
     with gw.db.read() as session:
         rows = session.execute(query).all()
     found = [

@@ -53,7 +53,7 @@ from payments.models import (
 )
 from payments.postings import CLEARING, account_code
 from payments.settlement.items import TOTAL_FIELDS, Bucket, ReconItem, ReportHeader
-from payments.settlement.statuses import DISPUTES, SETTLES, STATUSES, ItemStatus
+from payments.settlement.statuses import DISPUTES, NOT_BREAKS, SETTLES, STATUSES, ItemStatus
 from payments.states import RefundStatus
 
 ROWS_PER_FETCH = 2000
@@ -131,11 +131,7 @@ class Figures:
 
     @property
     def breaks(self) -> int:
-        return sum(
-            count
-            for status, count in self.summary.items()
-            if status not in (ItemStatus.MATCHED, ItemStatus.PENDING_SETTLEMENT)
-        )
+        return sum(count for status, count in self.summary.items() if status not in NOT_BREAKS)
 
 
 def line_item_id(settlement_id: str, line_no: int) -> str:
