@@ -214,8 +214,8 @@ def resolve(gw: Gateway, provider: str, item: str, note: str, *, resolved_by: st
                 if line is None:
                     raise NotFound(f"no settlement line {item[:60]!r}", param="item")
                 status = reconcile.line_status(session, line)
-                if status == ItemStatus.MATCHED:
-                    raise ValidationFailed("a matched line is not a break", param="item")
+                if status in NOT_BREAKS:
+                    raise ValidationFailed(f"a {status} line is not a break", param="item")
                 row.settlement_line_id, row.status = line.id, status
                 freed = suspense.release(session, line, status)
                 if freed is not None:

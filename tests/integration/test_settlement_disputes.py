@@ -12,6 +12,7 @@ import io
 import json
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
@@ -19,6 +20,7 @@ from config.settings import Settings
 from config.tolerance import Tolerance
 from payments import clock
 from payments.api.app import create_app
+from payments.errors import ValidationFailed
 from payments.gateway import Gateway, build_gateway
 from payments.models import SettlementLine
 from payments.service.audit import audit
@@ -166,6 +168,9 @@ def test_a_chargeback_and_its_reversal_move_the_ledger_tell_the_agency_and_show_
     assert summary["missing_in_gateway"] == 1
     by_status = {item["status"]: item for item in report["items"]}
     assert by_status["chargeback"]["payment_id"] == disputed
+    # A chargeback is news for the agency, not a break for finance to resolve.
+    with pytest.raises(ValidationFailed, match="a chargeback line is not a break"):
+        reports.resolve(gw, "sandbox", by_status["chargeback"]["id"], "seen", resolved_by="fatma")
     assert by_status["chargeback"]["gateway_amount"] == -12_500
     assert by_status["chargeback_reversal"]["settled_amount"] == 12_500
 
@@ -232,6 +237,10 @@ def test_lines_within_the_acquirers_tolerance_settle_and_lines_beyond_it_stay_br
             (3_000, 3_003),
             (5_000, 5_000),
         ]
+        shown = [{"amount": 3, "days": 0}, {"amount": 0, "days": 1}]
+        assert [i["drift"] for i in tolerated] == shown
+        with pytest.raises(ValidationFailed, match="not a break"):
+            reports.resolve(gw, "sandbox", tolerated[0]["id"], "fine", resolved_by="fatma")
     finally:
         gw.db.dispose()
         clock.set_clock(None)

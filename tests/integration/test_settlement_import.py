@@ -278,6 +278,33 @@ def test_bom_and_trailing_blank_lines_are_tolerated(gw: Gateway, client: FlaskCl
     assert result.settlement.summary["matched"] == 9
 
 
+def test_a_reference_with_backslashes_is_stored_and_matched_as_written(
+    gw: Gateway, client: FlaskClient
+) -> None:
+    """COPY's text format escapes a backslash; the staged line must still be the file's."""
+    month = _month(gw, client)
+    paid = month.payments[DAYS[0].isoformat()][0]
+    odd = "sbx\\ch\\t\\n\\\\1"  # the characters `sbx\ch\t\n\\1`, backslashes and all
+    with gw.db.transaction() as session:
+        found = session.get(Payment, paid)
+        assert found is not None and found.provider_reference is not None
+        found.provider_reference = odd
+    kept = [
+        line for line in _export(gw, DAYS[0]).splitlines() if f",{odd}," in line or "gross" in line
+    ]
+    assert len(kept) == 2, kept
+    unknown = f"{DAYS[0].isoformat()},x\\ty\\,payment,OMR,1.000,0.000,1.000"
+    result = _import(gw, "\n".join([*kept, unknown]) + "\n")
+    assert _line_statuses(gw, result.settlement.id) == {2: "matched", 3: "missing_in_gateway"}
+    with gw.db.read() as session:
+        stored = session.scalars(
+            select(SettlementLine.provider_reference)
+            .where(SettlementLine.settlement_id == result.settlement.id)
+            .order_by(SettlementLine.line_no)
+        ).all()
+    assert stored == [odd, "x\\ty\\"]
+
+
 def test_a_file_over_the_limit_is_refused(gw: Gateway) -> None:
     gw.settings = dataclasses.replace(gw.settings, max_settlement_file_bytes=100)
     before = count_rows(gw)
