@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from payments.money import CURRENCY_EXPONENTS, MAX_AMOUNT_MINOR, AmountError, parse_major
+from payments.money import CURRENCY_EXPONENTS, MAX_AMOUNT_MINOR
 from payments.settlement.parsers import (
     LINE_TYPES,
     MAX_FILE_BYTES,
@@ -142,10 +142,9 @@ def _amount(line_no: int, column: str, text: str, currency: str) -> int:
         raise MalformedFile(
             line_no, f"{column} {text!r} must have exactly {exp} decimals for {currency}"
         )
-    try:
-        amount = parse_major(text, currency)
-    except AmountError as exc:
-        raise MalformedFile(line_no, f"{column}: {exc}") from None
+    # The text is now a sign, at most 13 digits and exactly `exp` decimals: its digits without
+    # the point are the minor units.
+    amount = int(text.replace(".", "", 1))
     if abs(amount) > MAX_AMOUNT_MINOR:
         raise MalformedFile(line_no, f"{column} {text!r} is over the gateway's maximum")
     return amount
