@@ -284,20 +284,17 @@ def _journal(
     from ledger.models import GENESIS_HASH
 
     entries: list[tuple[str, str, str, str, str, str, int]] = []
-    for row in captures:
-        _n, pid, _agency, _live, currency, text, _ref, at, clearing, payable = row.rstrip(
-            "\n"
-        ).split("\t")
-        entries.append(
-            (at, f"capture:{pid}", f"capture of {pid}", clearing, payable, currency, int(text))
-        )
-    for row in refunds:
-        rid, _pid, _agency, _live, currency, text, _ref, at, clearing, payable = row.rstrip(
-            "\n"
-        ).split("\t")
-        entries.append(
-            (at, f"refund:{rid}", f"refund {rid}", payable, clearing, currency, int(text))
-        )
+    for rows, refund in ((captures, False), (refunds, True)):
+        for row in rows:
+            fields = row.rstrip("\n").split("\t")
+            currency, text, at, clearing, payable = fields[4], fields[5], *fields[7:10]
+            # A capture's id is its row's second field, a refund's its first.
+            made = fields[0] if refund else fields[1]
+            if refund:
+                leg = (at, f"refund:{made}", f"refund {made}", payable, clearing)
+            else:
+                leg = (at, f"capture:{made}", f"capture of {made}", clearing, payable)
+            entries.append((*leg, currency, int(text)))
     entries.sort(key=lambda entry: (dt.datetime.fromisoformat(entry[0]), entry[1]))
     journal: list[str] = []
     chain: list[str] = []

@@ -79,7 +79,7 @@ def dispute_id(line_id: int) -> str:
 
 def prefix_of(kind: str) -> str:
     """What every external id of a capture's or a refund's transaction starts with."""
-    assert kind in (CAPTURE, REFUND, DISPUTE), kind
+    assert kind in (CAPTURE, REFUND), kind
     return f"{kind}:"
 
 

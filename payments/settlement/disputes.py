@@ -44,7 +44,6 @@ def apply(session: Session, settlement: Settlement, now: dt.datetime) -> int:
             payment.dispute_status, payment.dispute_amount_minor = OPEN, amount
         payment.updated_at = now
         specs.append(_spec(line, payment, amount, reversal=reversal, now=now))
-        session.flush()
         outbox.payment_event(
             session, "payment.dispute_reversed" if reversal else "payment.disputed", payment
         )
